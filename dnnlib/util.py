@@ -248,7 +248,8 @@ def open_url(url_or_path: str, *, cache_dir: Optional[str] = None, md5: Optional
             raise UserError(f"{url_or_path}: file not found; check the path")
         problem = _checksum_problem(local, md5, sha256)
         if problem:
-            raise UserError(f"{url_or_path}: checksum mismatch ({problem}); the file is corrupt or not the expected one")
+            raise UserError(f"{url_or_path}: checksum mismatch ({problem}); the file is corrupt or not the "
+                            f"expected one")
         return local if return_path else open(local, "rb")
     scheme = urllib.parse.urlparse(url_or_path).scheme
     if scheme not in ("http", "https"):

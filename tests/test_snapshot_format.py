@@ -29,7 +29,8 @@ def _nets():
     d_vars = {"32x32/FromRGB/weight": rs.randn(1, 1, 3, 8).astype(np.float32), "Output/bias": np.ones(1, np.float32)}
     g_cfg = {"resolution": 32, "components_num": 16, "attention": {"heads": 1, "kmeans": True}, "pos": None,
              "ratio": 0.75, "name": "ganformer-ffhq"}
-    return {"G": (g_cfg, g_vars), "D": ({"resolution": 32}, d_vars), "Gs": (g_cfg, {k: v + 1 for k, v in g_vars.items()})}
+    gs_vars = {k: v + 1 for k, v in g_vars.items()}
+    return {"G": (g_cfg, g_vars), "D": ({"resolution": 32}, d_vars), "Gs": (g_cfg, gs_vars)}
 
 
 def test_round_trip_is_bitwise_exact(tmp_path):
