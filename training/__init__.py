@@ -1,0 +1,1 @@
+"""Training framework: configs, networks, losses, data, loop."""

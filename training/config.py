@@ -1,0 +1,204 @@
+"""Typed network configurations (spec §1.1, §2, §7.3).
+
+`GeneratorConfig` and `DiscriminatorConfig` hold every architectural option of the original `Generator` /
+`Discriminator`; `validate()` rejects inconsistent combinations with a one-line `UserError`. Presets live in
+`training/presets.py`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from dnnlib.util import UserError
+
+ARCHITECTURES = ("orig", "skip", "resnet")
+NORMS = (None, "layer", "instance", "batch")
+INTEGRATIONS = ("add", "mul", "both")
+POS_TYPES = ("sinus", "linear", "trainable", "trainable2d")
+POS_INITS = ("uniform", "normal")
+MERGE_TYPES = ("sum", "softmax", "max", "leaves")
+
+
+@dataclass
+class AttentionConfig:
+    """Options of the bipartite attention layers shared by G and D (spec §2.4.2)."""
+
+    num_heads: int = 1
+    norm: Optional[str] = None
+    integration: str = "add"
+    kmeans: bool = False
+    kmeans_iters: int = 1
+    use_pos: bool = False
+    pos_dim: Optional[int] = None
+    pos_type: str = "sinus"
+    pos_init: str = "uniform"
+    pos_directions_num: int = 2
+    ltnt_gate: bool = False
+    img_gate: bool = False
+    attention_dropout: float = 0.12
+
+    def validate(self, where: str) -> None:
+        """Raises `UserError` on bad values; `where` names the config (e.g. "G")."""
+        _choice(where, "norm", self.norm, NORMS)
+        _choice(where, "integration", self.integration, INTEGRATIONS)
+        _choice(where, "pos_type", self.pos_type, POS_TYPES)
+        _choice(where, "pos_init", self.pos_init, POS_INITS)
+        if self.num_heads < 1 or self.kmeans_iters < 1 or self.pos_directions_num < 1:
+            raise UserError(f"{where}: num_heads, kmeans_iters and pos_directions_num must be >= 1")
+        if not 0.0 <= self.attention_dropout < 1.0:
+            raise UserError(f"{where}: attention_dropout must be in [0, 1), got {self.attention_dropout}")
+
+
+@dataclass
+class GeneratorConfig:
+    """Generator options (names follow the original's CLI / static kwargs)."""
+
+    resolution: int = 256
+    num_channels: int = 3
+    label_dim: int = 0
+    components_num: int = 1
+    latent_dim: int = 512
+    architecture: str = "skip"
+    transformer: bool = False
+    style: bool = True
+    latent_stem: bool = False
+    local_noise: bool = True
+    channel_base: int = 16384
+    channel_max: int = 512
+    tanh: bool = False
+    crop_ratio: Optional[float] = None
+    mapping_layers: int = 8
+    mapping_lrmul: float = 0.01
+    mapping_dim: Optional[int] = None
+    mapping_resnet: bool = False
+    mapping_shared_dim: Optional[int] = None
+    mapping_ltnt2ltnt: bool = False
+    start_res: int = 0
+    end_res: int = 8
+    img2img: int = 0
+    img2ltnt: bool = False
+    ltnt2ltnt: bool = False
+    attention: AttentionConfig = field(default_factory=AttentionConfig)
+    kgan: bool = False
+    merge_layer: int = -1
+    merge_type: str = "sum"
+    merge_same: bool = False
+    truncation_psi: float = 0.75
+    style_mixing: float = 0.9
+    component_mixing: float = 0.0
+    component_dropout: float = 0.0
+    w_avg_beta: float = 0.995
+
+    @property
+    def res_log2(self) -> int:
+        """L = log2(resolution)."""
+        return self.resolution.bit_length() - 1
+
+    @property
+    def num_latents(self) -> int:
+        """K: k local latents plus one global latent when the transformer is on."""
+        return self.components_num + 1 if self.transformer else self.components_num
+
+    @property
+    def num_ws(self) -> int:
+        """Broadcast slots of w: 2L - 1."""
+        return 2 * self.res_log2 - 1
+
+    def validate(self) -> "GeneratorConfig":
+        """Raises `UserError` on inconsistent options; returns self."""
+        _check_common("G", self.resolution, self.num_channels, self.label_dim, self.architecture)
+        self.attention.validate("G")
+        _choice("G", "merge_type", self.merge_type, MERGE_TYPES)
+        if self.components_num < 1 or self.latent_dim < 1:
+            raise UserError("G: components_num and latent_dim must be >= 1")
+        if self.components_num > 1 and not (self.transformer or self.kgan):
+            raise UserError("G: components_num > 1 needs the transformer (--transformer) or k-GAN (--kgan)")
+        if self.transformer and self.kgan:
+            raise UserError("G: --transformer and --kgan are exclusive")
+        if self.kgan and self.merge_layer >= 0 and not 2 <= self.merge_layer <= self.res_log2:
+            raise UserError(f"G: --merge-layer must be in [2, {self.res_log2}] (log2 resolution) or -1 for the last")
+        if self.img2img and not 2 <= self.img2img <= self.res_log2:
+            raise UserError(f"G: --g-img2img must be a log2 resolution in [2, {self.res_log2}] or 0")
+        if (self.img2ltnt or self.ltnt2ltnt) and not self.transformer:
+            raise UserError("G: --g-img2ltnt / --g-ltnt2ltnt need --transformer")
+        if self.attention.use_pos and self.transformer and self.pos_dim % 4 and self.attention.pos_type == "sinus":
+            raise UserError(f"G: sinusoidal positions need pos_dim divisible by 4, got {self.pos_dim}")
+        for name in ("style_mixing", "component_mixing", "component_dropout"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise UserError(f"G: {name} must be in [0, 1]")
+        return self
+
+    @property
+    def pos_dim(self) -> int:
+        """Dimension of the image-grid positional encodings (default: the latent dimension)."""
+        return self.attention.pos_dim or self.latent_dim
+
+
+@dataclass
+class DiscriminatorConfig:
+    """Discriminator options."""
+
+    resolution: int = 256
+    num_channels: int = 3
+    label_dim: int = 0
+    architecture: str = "resnet"
+    channel_base: int = 16384
+    channel_max: int = 512
+    mbstd_group_size: int = 4
+    mbstd_num_channels: int = 1
+    transformer: bool = False
+    components_num: int = 1
+    latent_dim: int = 512
+    start_res: int = 0
+    end_res: int = 8
+    img2img: int = 0
+    ltnt2ltnt: bool = False
+    crop_ratio: Optional[float] = None
+    attention: AttentionConfig = field(default_factory=AttentionConfig)
+
+    @property
+    def res_log2(self) -> int:
+        """L = log2(resolution)."""
+        return self.resolution.bit_length() - 1
+
+    def validate(self) -> "DiscriminatorConfig":
+        """Raises `UserError` on inconsistent options; returns self."""
+        _check_common("D", self.resolution, self.num_channels, self.label_dim, self.architecture)
+        self.attention.validate("D")
+        if self.mbstd_group_size < 0 or self.mbstd_num_channels < 0:
+            raise UserError("D: mbstd_group_size and mbstd_num_channels must be >= 0")
+        if self.img2img and not 2 <= self.img2img <= self.res_log2:
+            raise UserError(f"D: --d-img2img must be a log2 resolution in [2, {self.res_log2}] or 0")
+        return self
+
+
+def _choice(where: str, name: str, value: Any, allowed: tuple) -> None:
+    if value not in allowed:
+        shown = ", ".join(str(a) for a in allowed)
+        raise UserError(f"{where}: {name}={value!r} is not one of: {shown}")
+
+
+def _check_common(where: str, resolution: int, num_channels: int, label_dim: int, architecture: str) -> None:
+    if resolution < 4 or resolution & (resolution - 1):
+        raise UserError(f"{where}: resolution must be a power of two >= 4, got {resolution}")
+    if num_channels < 1 or label_dim < 0:
+        raise UserError(f"{where}: num_channels must be >= 1 and label_dim >= 0")
+    _choice(where, "architecture", architecture, ARCHITECTURES)
+
+
+def to_dict(config: GeneratorConfig | DiscriminatorConfig) -> dict[str, Any]:
+    """JSON-serializable dict of a config (nested attention options included)."""
+    return dataclasses.asdict(config)
+
+
+def from_dict(cls: type, data: dict[str, Any]) -> Any:
+    """Inverse of `to_dict`; unknown keys raise `UserError` (so stale files are noticed)."""
+    data = dict(data)
+    att = AttentionConfig(**data.pop("attention", {}))
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise UserError(f"{cls.__name__}: unknown option(s) {', '.join(unknown)}")
+    return cls(attention=att, **data)

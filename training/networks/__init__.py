@@ -1,0 +1,1 @@
+"""GANformer and baseline networks as `tf.Module`s (spec §2)."""
