@@ -12,7 +12,7 @@ Standard attention (simplex "l2n" when X = image and Y = latents; "n2l", "l2l", 
     A = softmax_T(S);  in training, dropout p/2 on cells then p/2 on whole "to" columns
 
 k-means keys (`kmeans=True`, the released models): instead of K, learned centroids Cn = `toasgn_init`
-[1, N, T, 2h] are matched against E = [Q, Q − q] = [q + qp, qp] (content ⊕ position, [B, N, F, 2h]):
+[1, N, T, 2h] are matched against E = [q, qp] (content ⊕ position, concatenated then cut into heads, [B, N, F, 2h]):
     S₀ = (E ⊙ s₀) Cnᵀ / √h,  A₀ = softmax_T(S₀)           (s_i = `iter_i/st_weights`, init 1)
     for i ≥ 1:  M = (A / (Σ_F A + 1e-8))ᵀ,  Cn = M E,  Sᵢ = (E ⊙ sᵢ) Cnᵀ / √h,  A = softmax_T(Sᵢ)
     (the latent keys K are then unused: their variables exist only for checkpoint compatibility).
@@ -125,7 +125,7 @@ class AttentionLayer(NamedModule):
         """Attention probabilities `[B, N, F, T]` against learned (and optionally iterated) centroids."""
         q = self.query(x)
         qp = self.from_pos(x_pos) if self.from_pos is not None and x_pos is not None else tf.zeros_like(q)
-        e = self._split_heads(tf.concat([q + qp, qp], axis=-1))  # [B, N, F, 2h]
+        e = self._split_heads(tf.concat([q, qp], axis=-1))  # [B, N, F, 2h]
         centroids = self.centroids
         probs = None
         for i, st in enumerate(self.st_weights):

@@ -1,0 +1,129 @@
+"""Loading and saving networks: our data-only snapshots, the authors' TF1 pickles and catalog names.
+
+`load_networks(path_or_name)` accepts any of them and returns a `Networks` (`.G`, `.D`, `.Gs`). Nothing loaded is
+ever executed: our snapshots are JSON + .npy (`dnnlib.tflib.snapshot`), the authors' pickles go through a
+restricted unpickler (`dnnlib.tflib.legacy`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from typing import Any, Optional
+
+import numpy as np
+
+from dnnlib.tflib import legacy
+from dnnlib.tflib.catalog import resolve_network_path
+from dnnlib.tflib.snapshot import is_snapshot, read_snapshot, write_snapshot
+from dnnlib.util import UserError
+from training import config as config_lib
+from training.legacy_convert import convert_variables, discriminator_config, generator_config
+from training.networks.discriminator import Discriminator
+from training.networks.generator import Generator
+from training.networks.module import NamedModule
+
+
+@dataclasses.dataclass
+class Networks:
+    """The three networks of a snapshot: G (trained generator), D, Gs (moving average of G, for sampling)."""
+
+    G: Generator
+    D: Discriminator
+    Gs: Generator
+    metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
+    source: str = ""
+
+
+def assign_variables(module: NamedModule, arrays: dict[str, np.ndarray], where: str,
+                     allow_unused: bool = False) -> None:
+    """Copies `arrays` (full name -> value) into the module's variables, checking names and shapes.
+
+    Raises:
+        UserError: A variable of the module is missing from `arrays`, or a shape differs.
+    """
+    targets = module.variable_dict()
+    missing = [n for n in targets if n not in arrays]
+    if missing:
+        shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise UserError(f"{where}: {len(missing)} variable(s) missing from the file: {shown}")
+    for name, var in targets.items():
+        value = np.asarray(arrays[name])
+        if tuple(value.shape) != tuple(var.shape):
+            raise UserError(f"{where}: variable {name} has shape {list(value.shape)} in the file but "
+                            f"{list(var.shape)} in the network built from its config")
+        var.assign(value.astype(np.float32))
+    unused = [n for n in arrays if n not in targets]
+    if unused and not allow_unused:
+        raise UserError(f"{where}: the file has {len(unused)} variable(s) the network does not: {unused[:5]}")
+    if unused:
+        warnings.warn(f"{where}: ignoring {len(unused)} unused variable(s) of the file: {unused[:5]}", stacklevel=2)
+
+
+def variable_arrays(module: NamedModule) -> dict[str, np.ndarray]:
+    """Full name -> numpy value of every variable, in creation order."""
+    return {name: var.numpy() for name, var in module.named_variables()}
+
+
+def _network_config(net: Generator | Discriminator) -> dict[str, Any]:
+    kind = "generator" if isinstance(net, Generator) else "discriminator"
+    return {"kind": kind, "config": config_lib.to_dict(net.cfg)}
+
+
+def save_networks(path: str, G: Generator, D: Discriminator, Gs: Generator,
+                  metadata: Optional[dict[str, Any]] = None) -> None:
+    """Writes a portable data-only snapshot (atomically) holding the configs and weights of G, D and Gs."""
+    nets = {name: (_network_config(net), variable_arrays(net)) for name, net in (("G", G), ("D", D), ("Gs", Gs))}
+    write_snapshot(path, nets, dict(metadata or {}))
+
+
+def _build(entry: tuple[dict[str, Any], dict[str, np.ndarray]], where: str) -> Generator | Discriminator:
+    cfg_data, arrays = entry
+    kind = cfg_data.get("kind")
+    if kind == "generator":
+        net = Generator(config_lib.from_dict(config_lib.GeneratorConfig, cfg_data["config"]))
+    elif kind == "discriminator":
+        net = Discriminator(config_lib.from_dict(config_lib.DiscriminatorConfig, cfg_data["config"]))
+    else:
+        raise UserError(f"{where}: unknown network kind {kind!r}")
+    assign_variables(net, arrays, where)
+    return net
+
+
+def _load_snapshot(path: str) -> Networks:
+    nets, metadata = read_snapshot(path)
+    for name in ("G", "D", "Gs"):
+        if name not in nets:
+            raise UserError(f"{path}: snapshot has no network {name!r}")
+    built = {name: _build(nets[name], f"{path} [{name}]") for name in ("G", "D", "Gs")}
+    return Networks(built["G"], built["D"], built["Gs"], metadata, path)
+
+
+def _load_legacy(path: str) -> Networks:
+    ckpt = legacy.read_legacy_pickle(path)
+    out = {}
+    for name in ("G", "Gs"):
+        rec = getattr(ckpt, name)
+        net = Generator(generator_config(rec))
+        assign_variables(net, convert_variables(rec.flat_variables(), net.cfg.resolution), f"{path} [{name}]",
+                         allow_unused=True)
+        out[name] = net
+    D = Discriminator(discriminator_config(ckpt.D))
+    assign_variables(D, convert_variables(ckpt.D.flat_variables(), D.cfg.resolution), f"{path} [D]",
+                     allow_unused=True)
+    return Networks(out["G"], D, out["Gs"], {"legacy_build_func": ckpt.G.build_func_name}, path)
+
+
+def load_networks(path_or_name: str, cache_dir: Optional[str] = None) -> Networks:
+    """Loads G, D and Gs from our snapshot, an authors' TF1 pickle, a URL or a catalog name (`gdrive:...`).
+
+    Raises:
+        UserError: Missing, corrupt or unrecognized file; refused pickle; config/weight mismatch.
+    """
+    path = resolve_network_path(path_or_name, cache_dir)
+    if is_snapshot(path):
+        return _load_snapshot(path)
+    if legacy.is_legacy_pickle(path):
+        return _load_legacy(path)
+    raise UserError(f"{path}: not a network file (neither a GANformer-TF2 snapshot nor an authors' TF1 pickle); "
+                    "pass a network-*.pkl written by run_network.py or a released checkpoint")
