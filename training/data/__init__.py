@@ -1,0 +1,14 @@
+"""Dataset preparation library behind `prepare_data.py` (spec §4).
+
+Modules:
+    catalog     the paper's datasets (URLs, md5s, sizes, ratios, gammas).
+    download    resumable HTTP / Google-Drive downloads with md5 checks.
+    archive     zip checks and extraction that refuses escaping members.
+    preprocess  spec §4.2 per-image preprocessing (crop to ratio, pad, Lanczos resize).
+    sources     readers of custom images: folders, zips, npy, hdf5, lmdb, tfds.
+    labels      class labels from labels.json / CSV / sub-folder names.
+    records     the on-disk TFRecord layouts (ours and the original's).
+    writer      atomic sharded TFRecord writer plus `dataset.json`.
+    convert     the conversion pipeline with progress bar and summary.
+    shapes      the built-in procedurally rendered multi-object dataset.
+"""

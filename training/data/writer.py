@@ -1,0 +1,226 @@
+"""Atomic writer of a prepared dataset: sharded TFRecords plus `dataset.json` (layout in `records`).
+
+Everything is written into a hidden temporary folder `<data-dir>/.<name>.partial-<pid>` and renamed to
+`<data-dir>/<name>` only when complete, so an interrupted run, an error or a full disk never leaves a
+half-written dataset behind (the temporary folder is deleted and the reason reported).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dnnlib.util import UserError
+from training.data import records
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def validate_name(name: str) -> None:
+    """Checks that a dataset name is a plain folder name.
+
+    Raises:
+        UserError: for names with path separators, leading dots or other characters.
+    """
+    if not NAME_RE.match(name or ""):
+        raise UserError(f"--task {name!r}: not a valid dataset name; use letters, digits, '.', '_' or '-'")
+
+
+def check_target(data_dir: str | Path, name: str, overwrite: bool) -> Path:
+    """Returns `<data_dir>/<name>` after checking that it may be (re)written.
+
+    Raises:
+        UserError: if it exists and `overwrite` is False, or is a file.
+    """
+    validate_name(name)
+    target = Path(data_dir) / name
+    if target.exists() and not overwrite:
+        raise UserError(f"{target}: dataset already exists; pass --overwrite to replace it or choose another --task")
+    if target.exists() and not target.is_dir():
+        raise UserError(f"{target}: exists and is not a folder; remove it or choose another --task")
+    return target
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether an exception means the disk (or quota) is full."""
+    import tensorflow as tf
+
+    if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
+        return True
+    if isinstance(exc, tf.errors.ResourceExhaustedError):
+        return True
+    return isinstance(exc, tf.errors.OpError) and "No space left" in str(exc)
+
+
+def _remove_stale_partials(data_dir: Path, name: str) -> None:
+    """Deletes temporary folders left by killed earlier runs for the same dataset."""
+    for stale in data_dir.glob(f".{name}.partial-*"):
+        pid = stale.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid():
+            try:
+                os.kill(int(pid), 0)
+                continue  # that run is still going
+            except (ProcessLookupError, PermissionError):
+                pass
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+class DatasetWriter:
+    """Writes images round-robin into TFRecord shards, then publishes the dataset atomically.
+
+    Use as a context manager; call `commit()` at the end. Leaving the block without `commit()` (error,
+    Ctrl-C) deletes everything written.
+
+    Args:
+        data_dir: parent folder of datasets.
+        name: dataset (folder) name.
+        resolution: image side R; every image must be `[R, R, 3]` uint8.
+        ratio: content height / width stored in `dataset.json`.
+        num_shards: number of shard files (empty ones are dropped at commit).
+        encoding: "raw" (uint8 bytes) or "png".
+        label_classes: class names when the dataset has labels (label_dim = len), else None.
+        overwrite: replace an existing dataset of the same name.
+    """
+
+    def __init__(self, data_dir: str | Path, name: str, *, resolution: int, ratio: float, num_shards: int = 1,
+                 encoding: str = "raw", label_classes: list[str] | None = None, overwrite: bool = False):
+        if encoding not in records.ENCODINGS:
+            raise UserError(f"--encoding {encoding}: unknown; choose one of {', '.join(records.ENCODINGS)}")
+        self.data_dir = Path(data_dir)
+        self.name = name
+        self.target = check_target(data_dir, name, overwrite)
+        self.resolution = int(resolution)
+        self.ratio = float(ratio)
+        self.num_shards = max(1, int(num_shards))
+        self.encoding = encoding
+        self.label_classes = list(label_classes) if label_classes else None
+        self.tmp_dir = self.data_dir / f".{name}.partial-{os.getpid()}"
+        self.counts = [0] * self.num_shards
+        self.bytes_written = 0
+        self._writers: list[Any] = []
+        self._committed = False
+
+    def __enter__(self) -> "DatasetWriter":
+        import tensorflow as tf
+
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            _remove_stale_partials(self.data_dir, self.name)
+            shutil.rmtree(self.tmp_dir, ignore_errors=True)
+            self.tmp_dir.mkdir()
+            self._writers = [tf.io.TFRecordWriter(str(self._shard_path(i))) for i in range(self.num_shards)]
+        except BaseException as exc:
+            self._abort()
+            self._raise_translated(exc)
+            raise
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc is not None or not self._committed:
+            self._abort()
+        if exc is not None:
+            self._raise_translated(exc)
+
+    @property
+    def count(self) -> int:
+        """Number of images added so far."""
+        return sum(self.counts)
+
+    def _shard_path(self, index: int) -> Path:
+        return self.tmp_dir / f"shard-{index:05d}.tmp"
+
+    def add(self, image: np.ndarray, label: np.ndarray | None = None) -> None:
+        """Appends one image `[R, R, 3]` uint8 (and its label `[label_dim]` float32 when labelled)."""
+        if image.shape != (self.resolution, self.resolution, 3) or image.dtype != np.uint8:
+            raise ValueError(f"expected uint8 [{self.resolution}, {self.resolution}, 3], got {image.dtype} "
+                             f"{list(image.shape)}")
+        if (label is None) != (self.label_classes is None):
+            raise ValueError("label given for an unlabelled dataset or missing for a labelled one")
+        record = records.encode_example(image, self.encoding, label)
+        shard = self.count % self.num_shards
+        self._writers[shard].write(record)
+        self.counts[shard] += 1
+        self.bytes_written += len(record)
+
+    def commit(self, extra_meta: dict[str, Any] | None = None) -> Path:
+        """Closes the shards, writes `dataset.json` and renames the folder into place.
+
+        Args:
+            extra_meta: additional `dataset.json` entries (source, skipped counts, ...).
+
+        Returns:
+            The published dataset folder.
+        """
+        for writer in self._writers:
+            writer.flush()
+            writer.close()
+        self._writers = []
+        used = [i for i, n in enumerate(self.counts) if n > 0]
+        shards = []
+        for new_index, old_index in enumerate(used):
+            file_name = records.shard_file_name(self.name, new_index, len(used))
+            os.replace(self._shard_path(old_index), self.tmp_dir / file_name)
+            shards.append({"file": file_name, "count": self.counts[old_index]})
+        for i in range(self.num_shards):
+            if i not in used:
+                self._shard_path(i).unlink(missing_ok=True)
+        meta = self._meta(shards, extra_meta)
+        with open(self.tmp_dir / records.META_FILE, "w", encoding="utf-8") as f:
+            json.dump(meta, f, indent=2)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        self._publish()
+        self._committed = True
+        return self.target
+
+    def _meta(self, shards: list[dict[str, Any]], extra: dict[str, Any] | None) -> dict[str, Any]:
+        labels = None
+        if self.label_classes is not None:
+            labels = {"dim": len(self.label_classes), "classes": self.label_classes}
+        meta = {
+            "format": records.FORMAT_NAME, "version": records.FORMAT_VERSION, "name": self.name,
+            "resolution": self.resolution, "channels": 3, "ratio": self.ratio, "count": self.count,
+            "encoding": self.encoding, "layout": "HWC", "shards": shards, "labels": labels,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        meta.update(extra or {})
+        return meta
+
+    def _publish(self) -> None:
+        old = None
+        if self.target.exists():
+            old = self.data_dir / f".{self.name}.old-{os.getpid()}"
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(self.target, old)
+        os.replace(self.tmp_dir, self.target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def _abort(self) -> None:
+        for writer in self._writers:
+            try:
+                writer.close()
+            except Exception:  # noqa: BLE001 - the folder is deleted anyway; the original error matters
+                pass
+        self._writers = []
+        shutil.rmtree(self.tmp_dir, ignore_errors=True)
+
+    def _raise_translated(self, exc: BaseException) -> None:
+        """Raises a one-line UserError for disk-full and permission errors; returns for anything else."""
+        if is_disk_full(exc):
+            raise UserError(f"{self.data_dir}: disk full after {self.count} images "
+                            f"({self.bytes_written / 2**20:.1f} MiB); deleted the partial dataset; free space "
+                            f"or choose another --data-dir") from exc
+        if isinstance(exc, PermissionError):
+            raise UserError(f"{exc.filename or self.data_dir}: permission denied; choose a writable "
+                            f"--data-dir") from exc
