@@ -35,18 +35,20 @@ def _separate(k: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def _fir_axis(x: tf.Tensor, taps: np.ndarray, axis: int) -> tf.Tensor:
-    """Valid 1-D convolution (kernel flipped) of `x` along `axis` with numeric `taps`."""
+    """Valid 1-D convolution (kernel flipped) of `x` along `axis` with numeric `taps`.
+
+    Uses strided-slice indexing, not `tf.slice`: inside an XLA context the gradient of `tf.slice` is an
+    `XlaDynamicUpdateSlice`, which has no gradient, so second derivatives (R1) would fail under `jit_compile=True`.
+    """
     n = len(taps)
     size = tf.shape(x)[axis] - (n - 1)
     out = None
     for i, t in enumerate(taps[::-1]):
         if t == 0:
             continue
-        begin = [0, 0, 0, 0]
-        begin[axis] = i
-        length = [-1, -1, -1, -1]
-        length[axis] = size
-        term = tf.slice(x, begin, length) * tf.constant(t, x.dtype)
+        index = [slice(None)] * 4
+        index[axis] = slice(i, i + size)
+        term = x[tuple(index)] * tf.constant(t, x.dtype)
         out = term if out is None else out + term
     return out
 
