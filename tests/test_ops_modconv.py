@@ -81,6 +81,17 @@ def test_modulated_conv_matches_per_sample_oracle_and_fused_form(mode, wshape, d
 
 
 @pytest.mark.parametrize("mode", sorted(MODES))
+def test_fused_form_compiled_by_xla_matches_eager_library(mode):
+    up, down = MODES[mode]
+    x, w, s = (tf.constant(a.astype(np.float32)) for a in _inputs((3, 3, 5), mode, seed=4))
+    fused = tf.function(lambda a, b, c: fused_modulated_conv_2d(a, b, c, up=up, down=down), jit_compile=True)
+    got = fused(x, w, s).numpy()
+    want = modconv.modulated_conv_2d(x, w, s, up=up, down=down).numpy()
+    assert got.shape == want.shape
+    assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
 def test_no_style_is_a_plain_conv_without_demodulation(mode):
     up, down = MODES[mode]
     x, w, _ = _inputs((3, 3, 2), mode, seed=1)

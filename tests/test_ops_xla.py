@@ -68,11 +68,10 @@ def test_upfirdn_2d_xla(case):
                             [_rng(3).standard_normal((2, 5, 6, 3))])
 
 
-@pytest.mark.parametrize("k", [None, [1, 3, 3, 1]], ids=["nearest_box", "1331"])
-def test_upsample_downsample_2d_xla(k):
+def test_upsample_downsample_2d_xla():
     x = _rng(4).standard_normal((2, 4, 4, 3))
-    check_xla_matches_eager(lambda t: ops.upsample_2d(t, k), [x])
-    check_xla_matches_eager(lambda t: ops.downsample_2d(t, k), [x])
+    check_xla_matches_eager(lambda t: ops.upsample_2d(t, [1, 3, 3, 1]), [x])
+    check_xla_matches_eager(lambda t: ops.downsample_2d(t, None), [x])
 
 
 @pytest.mark.parametrize("mode", ["same", "up", "down"])
@@ -82,8 +81,7 @@ def test_conv_2d_xla(mode, ksize):
     check_xla_matches_eager(lambda a, b: ops.conv_2d(a, b, up=mode == "up", down=mode == "down"), [x, w])
 
 
-@pytest.mark.parametrize("mode", ["same", "up", "down"])
-@pytest.mark.parametrize("demodulate", [True, False])
+@pytest.mark.parametrize("mode,demodulate", [("same", True), ("up", True), ("down", True), ("same", False)])
 def test_modulated_conv_2d_xla(mode, demodulate):
     x, w = _rng(7).standard_normal((2, 4, 6, 3)), _rng(8).standard_normal((3, 3, 3, 5))
     s = _rng(9).standard_normal((2, 3)) * 0.3 + 1.0
