@@ -1,0 +1,178 @@
+"""Every preset and attention variant builds, runs forward/backward/R1 with finite values, and behaves as specified."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from dnnlib.util import UserError
+from training.networks import build_networks
+
+TINY = dict(channel_max=32)
+PRESETS = ["ganformer-ffhq", "ganformer-clevr", "ganformer-cityscapes", "ganformer-bedrooms", "gan", "stylegan2",
+           "kgan", "sagan"]
+VARIANTS = {
+    "kmeans-iters-2": dict(kmeans_iters=2),
+    "duplex": dict(img2ltnt=True),
+    "ltnt2ltnt": dict(ltnt2ltnt=True),
+    "img2img": dict(img2img=4),
+    "gates": dict(img_gate=True, ltnt_gate=True),
+    "standard-keys-add": dict(kmeans=False, integration="add"),
+    "both-instance": dict(integration="both", norm="instance"),
+    "batch-norm": dict(norm="batch"),
+    "heads-2": dict(num_heads=2),
+    "pos-linear": dict(pos_type="linear"),
+    "pos-trainable": dict(pos_type="trainable"),
+    "pos-trainable2d": dict(pos_type="trainable2d", pos_init="normal"),
+    "no-pos": dict(use_pos=False),
+    "d-transformer": dict(transformer=True),
+    "mapping-dim": dict(mapping_dim=24),
+    "mapping-shared": dict(mapping_shared_dim=48),
+    "start-end": dict(start_res=3, end_res=5),
+    "skip-arch": dict(architecture="skip"),
+    "orig-arch": dict(architecture="orig"),
+    "component-dropout": dict(component_dropout=0.5, component_mixing=0.5),
+    "crop": dict(crop_ratio=0.5),
+}
+
+
+def _run_all(G, D, batch=4, labels=None, seed=0):
+    """Forward (eval and training), G backward, D backward and R1; returns (images, maps)."""
+    rng = np.random.default_rng(seed)
+    z = tf.constant(rng.standard_normal((batch,) + G.latent_shape), tf.float32)
+    images, maps = G(z, labels, return_maps=True, truncation_psi=0.7)
+    assert np.isfinite(images.numpy()).all()
+    with tf.GradientTape() as tape:
+        fake = G(z, labels, training=True, seed=tf.constant([1, 2]))
+        loss = tf.reduce_mean(tf.nn.softplus(-D(fake, labels, training=True)))
+    grads = tape.gradient(loss, G.trainable_variables)
+    assert all(np.isfinite(g.numpy()).all() for g in grads if g is not None)
+    reals = tf.constant(rng.uniform(-1, 1, fake.shape), tf.float32)
+    with tf.GradientTape() as outer:
+        with tf.GradientTape() as inner:
+            inner.watch(reals)
+            scores = D(reals, labels, training=True)
+            score_sum = tf.reduce_sum(scores)
+        r1 = tf.reduce_sum(tf.square(inner.gradient(score_sum, reals)), axis=[1, 2, 3])
+        d_loss = tf.reduce_mean(tf.nn.softplus(scores)) + tf.reduce_mean(r1)
+    d_grads = outer.gradient(d_loss, D.trainable_variables)
+    assert any(g is not None for g in d_grads)
+    assert all(np.isfinite(g.numpy()).all() for g in d_grads if g is not None)
+    return images, maps
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_preset_trains_a_step(preset):
+    G, D = build_networks(preset, 32, **TINY)
+    images, maps = _run_all(G, D)
+    assert images.shape == (4, 32, 32, 3)
+    if G.cfg.transformer:
+        assert maps.shape == (4, G.cfg.components_num, G.num_attention_layers, 1, 32, 32)
+        np.testing.assert_allclose(tf.reduce_sum(maps, axis=1).numpy(), 1.0, atol=1e-5)
+    else:
+        assert maps is None
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_attention_variants(name):
+    over = dict(VARIANTS[name])
+    overrides = dict(TINY, components_num=4, latent_dim=16)
+    if name == "d-transformer":
+        G, D = build_networks("ganformer-ffhq", 16, **overrides)
+        from training.networks.discriminator import Discriminator
+        import dataclasses
+        D = Discriminator(dataclasses.replace(D.cfg, transformer=True))
+        assert "16x16/AttLayer_n2l/weight_query" in D.variable_dict()
+    else:
+        G, D = build_networks("ganformer-ffhq", 16, **overrides, **over)
+    images, maps = _run_all(G, D)
+    rows = 8 if name == "crop" else 16
+    assert images.shape == (4, rows, 16, 3)
+    if maps is not None and not G.cfg.attention.img_gate and not G.cfg.attention.ltnt_gate:
+        np.testing.assert_allclose(tf.reduce_sum(maps, axis=1).numpy(), 1.0, atol=1e-5)
+
+
+def test_param_counts_match_the_original_at_256():
+    G, D = build_networks("ganformer-ffhq", 256)
+    assert G.num_params() == 30_903_632 and D.num_params() == 28_864_641
+    assert len(G.variable_dict()) == 333 and len(D.variable_dict()) == 39
+    assert "synthesis/256x256/ToRGB/extraLayer/weight" in G.variable_dict()
+    assert G.variable_dict()["synthesis/noise13"].shape == (1, 512, 512, 1)
+    G, D = build_networks("ganformer-clevr", 256)
+    assert G.num_params() == 30_357_936 and D.num_params() == 28_864_257
+
+
+def test_baselines_are_distinct():
+    names = {}
+    for preset in ("gan", "stylegan2", "sagan", "kgan"):
+        G, _ = build_networks(preset, 32, **TINY)
+        names[preset] = set(G.variable_dict())
+    assert any("AttLayer_n2n" in n for n in names["sagan"]), "SAGAN must really use image self-attention"
+    assert not any("AttLayer" in n for n in names["gan"])
+    assert any(n.startswith("synthesis/4x4/Dense") for n in names["gan"])
+    assert "synthesis/4x4/Const/const" in names["stylegan2"]
+    assert any(n.startswith("synthesis/merge5/") for n in names["kgan"])
+    assert len({frozenset(v) for v in names.values()}) == 4
+
+
+def test_duplex_latent_update_gets_gradients():
+    G, D = build_networks("ganformer-ffhq", 16, channel_max=32, components_num=4, latent_dim=16, img2ltnt=True)
+    z = tf.random.normal((2,) + G.latent_shape, seed=1)
+    # The latents updated at one layer feed the attention of the next ones (the last layer's update has no consumer).
+    n2l = [v for n, v in G.variable_dict().items()
+           if n.startswith("synthesis/4x4/") and ("AttLayer_n2l/weight_query" in n or "Densen2l_0/weight" in n)]
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(tf.square(G(z)))
+    grads = tape.gradient(loss, n2l)
+    assert len(n2l) >= 2 and all(g is not None and float(tf.reduce_max(tf.abs(g))) > 0 for g in grads)
+
+
+def test_attention_dropout_is_honoured_in_training_only():
+    G, _ = build_networks("ganformer-ffhq", 16, channel_max=32, components_num=4, latent_dim=16,
+                          attention_dropout=0.5, style_mixing=0.0)
+    z = tf.random.normal((2,) + G.latent_shape, seed=3)
+    eval_a, eval_b = G(z), G(z)
+    np.testing.assert_array_equal(eval_a.numpy(), eval_b.numpy())
+    seed = tf.constant([5, 6])
+    train_a = G(z, training=True, seed=seed)
+    np.testing.assert_array_equal(train_a.numpy(), G(z, training=True, seed=seed).numpy())
+    assert np.abs(train_a.numpy() - eval_a.numpy()).max() > 1e-4
+
+
+def test_jit_compile_matches_eager():
+    G, D = build_networks("ganformer-ffhq", 16, channel_max=32, components_num=4, latent_dim=16)
+    z = tf.random.normal((2,) + G.latent_shape, seed=4)
+    eager = G(z, truncation_psi=0.7)
+    jit = tf.function(lambda z: G(z, truncation_psi=0.7), jit_compile=True)(z)
+    np.testing.assert_allclose(jit.numpy(), eager.numpy(), rtol=1e-4, atol=1e-4 * np.abs(eager.numpy()).max())
+    d_eager = D(eager)
+    d_jit = tf.function(lambda x: D(x), jit_compile=True)(eager)
+    np.testing.assert_allclose(d_jit.numpy(), d_eager.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_conditional_networks_use_labels():
+    G, D = build_networks("ganformer-ffhq", 16, channel_max=32, components_num=4, latent_dim=16, label_dim=3)
+    labels = tf.one_hot([0, 1, 2, 0], 3)
+    _run_all(G, D, labels=labels)
+    z = tf.random.normal((1,) + G.latent_shape, seed=5)
+    a, b = G(z, tf.one_hot([0], 3)), G(z, tf.one_hot([1], 3))
+    assert np.abs(a.numpy() - b.numpy()).max() > 1e-4
+    img = tf.random.uniform((2, 16, 16, 3), -1, 1, seed=6)
+    assert np.abs(D(img, tf.one_hot([0, 0], 3)).numpy() - D(img, tf.one_hot([1, 1], 3)).numpy()).max() > 0
+
+
+@pytest.mark.parametrize("merge", ["sum", "softmax", "max", "leaves"])
+@pytest.mark.parametrize("arch", ["skip", "resnet"])
+def test_kgan_merge_types(merge, arch):
+    G, D = build_networks("kgan", 16, channel_max=32, merge_type=merge, merge_layer=3, architecture=arch,
+                          latent_dim=16)
+    images, _ = _run_all(G, D)
+    assert images.shape == (4, 16, 16, 3)
+
+
+def test_bad_config_is_a_user_error():
+    with pytest.raises(UserError, match="components_num > 1"):
+        build_networks("stylegan2", 32, components_num=4)
+    with pytest.raises(UserError, match="unknown config field"):
+        build_networks("stylegan2", 32, not_a_field=1)
+    with pytest.raises(UserError, match="power of two"):
+        build_networks("stylegan2", 48)
