@@ -7,7 +7,7 @@ of p log p are needed, since mean_x KL = mean_x sum_y p log p - sum_y m_y log m_
 
 from __future__ import annotations
 
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 from scipy.special import xlogy
@@ -26,19 +26,21 @@ class InceptionScoreAccumulator:
     The number of images must be known in advance so that split boundaries are fixed.
     """
 
-    def __init__(self, num_items: int, num_splits: int = 10, num_classes: int = 1008):
+    def __init__(self, num_items: int, num_splits: int = 10, num_classes: Optional[int] = None):
         if num_items < num_splits:
             raise UserError(f"is: need at least {num_splits} images for {num_splits} splits, got {num_items}")
         self.bounds = split_bounds(num_items, num_splits)
         self.num_items = num_items
         self.seen = 0
-        self.prob_sum = np.zeros([num_splits, num_classes], np.float64)
+        self.prob_sum = None if num_classes is None else np.zeros([num_splits, num_classes], np.float64)
         self.plogp_sum = np.zeros([num_splits], np.float64)
 
     def append(self, probs: np.ndarray) -> None:
         """Adds class probabilities `[B, C]` of the next B images (in order)."""
         p = np.asarray(probs, np.float64)
         p = p[: max(self.num_items - self.seen, 0)]
+        if self.prob_sum is None:
+            self.prob_sum = np.zeros([len(self.bounds), p.shape[1]], np.float64)
         for i, (lo, hi) in enumerate(self.bounds):
             a, b = max(lo, self.seen), min(hi, self.seen + len(p))
             if a < b:

@@ -95,17 +95,7 @@ class FeatureStats:
         arrays = dict(mean=self.mean(), cov=self.cov(), num_items=np.int64(self.num_items))
         if self.capture:
             arrays["features"] = self.features()
-        folder = os.path.dirname(os.path.abspath(path))
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp.npz")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        save_npz_atomic(path, **arrays)
 
     @classmethod
     def load(cls, path: str) -> "FeatureStats":
@@ -120,3 +110,18 @@ class FeatureStats:
         stats._sum = np.zeros_like(mean)
         stats._sum_sq = cov * (n - 1)
         return stats
+
+
+def save_npz_atomic(path: str, **arrays: np.ndarray) -> None:
+    """Writes arrays to an `.npz` via a temporary file and `os.replace` (never a half-written file)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp.npz")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise

@@ -1,0 +1,230 @@
+"""Metrics by name (a registry filled by the `register` decorator) and the single evaluation entry point.
+
+Names: `fid50k`, `fid10k`, `fid5k`, `fid1k`, `fid` (FID); `kid50k`, `kid10k`, `kid` (KID); `is50k`, `is10k`, `is`
+(Inception Score); `pr50k3`, `pr10k3`, `pr` (precision/recall, k=3); `ppl_wend`, `ppl_zend`, `ppl_wfull`,
+`ppl_zfull`, `ppl` (PPL). Names without a count use `num_images` of `evaluate` (`--eval-images-num`).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+
+import tensorflow as tf
+
+from dnnlib.util import UserError
+from metrics import fid as fid_lib
+from metrics import kid as kid_lib
+from metrics import ppl as ppl_lib
+from metrics import precision_recall as pr_lib
+from metrics.context import VGG16_PREPROCESSING, EvalContext
+
+Results = Dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A registered metric.
+
+    Attributes:
+        name: Registry name, e.g. "fid50k".
+        compute: `(ctx, num_images, **options) -> {"value": primary, other results..., "num_reals": n}`.
+        plan: `(ctx, num_images) -> None`: declares needs and fails early (UserError) when a network is unusable.
+        num_images: Fixed image count, or None to use `evaluate`'s `num_images`.
+        network: "inception" or "vgg16" (recorded with the results).
+        options: Extra keyword arguments for `compute`.
+    """
+
+    name: str
+    compute: Callable[..., Results]
+    plan: Callable[[EvalContext, int], None]
+    num_images: Optional[int]
+    network: str
+    options: Dict[str, Any] = field(default_factory=dict)
+
+
+_REGISTRY: Dict[str, Metric] = {}
+
+
+def register(counts: Dict[str, Optional[int]], network: str, plan: Callable[[EvalContext, int], None],
+             **options: Any) -> Callable[[Callable[..., Results]], Callable[..., Results]]:
+    """Decorator: registers `fn` under every name of `counts` (name -> image count or None)."""
+    def decorate(fn: Callable[..., Results]) -> Callable[..., Results]:
+        for name, count in counts.items():
+            _REGISTRY[name] = Metric(name, fn, plan, count, network, dict(options))
+        return fn
+    return decorate
+
+
+def available_metrics() -> List[str]:
+    """Sorted names of all registered metrics."""
+    return sorted(_REGISTRY)
+
+
+def get_metric(name: str) -> Metric:
+    """Looks a metric up by name (UserError listing the known names when unknown)."""
+    if name not in _REGISTRY:
+        raise UserError(f"--metrics: unknown metric '{name}'; choose from {', '.join(available_metrics())}")
+    return _REGISTRY[name]
+
+
+def _plan_inception(capture: bool = False, probs: bool = False) -> Callable[[EvalContext, int], None]:
+    def plan(ctx: EvalContext, n: int) -> None:
+        net = ctx.inception()
+        if probs and not net.has_logits:
+            raise UserError("is: the Inception Score needs the full inception-2015-12-05 network with its output "
+                            f"layer, but {net.path} has pool_3 only; pass --inception PATH to NVIDIA's "
+                            "inception-2015-12-05.pt or the TTUR inception-2015-12-05.tgz")
+        ctx.plan(n, capture=capture, probs=probs)
+    return plan
+
+
+def _plan_vgg(features: bool) -> Callable[[EvalContext, int], None]:
+    def plan(ctx: EvalContext, n: int) -> None:
+        vgg = ctx.vgg16()[0]
+        if features and not vgg.has_fc:
+            raise UserError("pr: the VGG16 file has no fc6/fc7 layers; pass --vgg16 PATH to NVIDIA's vgg16.pt")
+        if not features and not vgg.has_lpips:
+            raise UserError("ppl: the VGG16 file has no LPIPS weights; pass --vgg16 PATH to NVIDIA's vgg16.pt")
+    return plan
+
+
+@register({"fid50k": 50000, "fid10k": 10000, "fid5k": 5000, "fid1k": 1000, "fid": None}, "inception",
+          _plan_inception())
+def compute_fid(ctx: EvalContext, n: int) -> Results:
+    fake = ctx.fake_inception(n).stats
+    real = ctx.real_inception(n)
+    return {"value": fid_lib.fid_from_feature_stats(real, fake), "num_reals": real.num_items}
+
+
+@register({"kid50k": 50000, "kid10k": 10000, "kid": None}, "inception", _plan_inception(capture=True))
+def compute_kid(ctx: EvalContext, n: int) -> Results:
+    fake = ctx.fake_inception(n).stats
+    real = ctx.real_inception(n, capture=True)
+    value = kid_lib.kid_from_features(real.features(), fake.features(), num_subsets=100, max_subset_size=1000)
+    return {"value": value, "num_reals": real.num_items}
+
+
+@register({"is50k": 50000, "is10k": 10000, "is": None}, "inception", _plan_inception(probs=True))
+def compute_is(ctx: EvalContext, n: int) -> Results:
+    mean, std = ctx.fake_inception(n).is_acc.result()
+    return {"value": mean, "std": std, "num_splits": 10}
+
+
+@register({"pr50k3": 50000, "pr10k3": 10000, "pr": None}, "vgg16", _plan_vgg(features=True))
+def compute_pr(ctx: EvalContext, n: int) -> Results:
+    real = ctx.real_vgg(n)
+    precision, recall = pr_lib.precision_recall(real, ctx.fake_vgg(n), k=3)
+    return {"value": precision, "precision": precision, "recall": recall, "num_reals": len(real), "k": 3}
+
+
+def _ppl(space: str, sampling: str) -> Callable[..., Results]:
+    def compute(ctx: EvalContext, n: int) -> Results:
+        vgg = ctx.vgg16()[0]
+        value = ppl_lib.compute_ppl(ctx.Gs, vgg.lpips, n, epsilon=1e-4, space=space, sampling=sampling, crop=False,
+                                    batch_size=ctx.batch_size, seed=ctx.seed, strategy=ctx.strategy)
+        return {"value": value, "epsilon": 1e-4, "space": space, "sampling": sampling}
+    return compute
+
+
+register({"ppl_wend": 50000, "ppl": None}, "vgg16", _plan_vgg(features=False))(_ppl("w", "end"))
+register({"ppl_zend": 50000}, "vgg16", _plan_vgg(features=False))(_ppl("z", "end"))
+register({"ppl_wfull": 50000}, "vgg16", _plan_vgg(features=False))(_ppl("w", "full"))
+register({"ppl_zfull": 50000}, "vgg16", _plan_vgg(features=False))(_ppl("z", "full"))
+
+
+def _append_jsonl(path: str, record: Dict[str, Any]) -> None:
+    """Appends one JSON line, rewriting through a temporary file so the log is never half-written."""
+    old = open(path, encoding="utf-8").read() if os.path.isfile(path) else ""
+    if old and not old.endswith("\n"):
+        old += "\n"
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(old + json.dumps(record, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def _network_info(ctx: EvalContext, network: str) -> Dict[str, str]:
+    if network == "inception":
+        net = ctx.inception()
+        return dict(feature_network=net.name, feature_network_sha256=net.sha256,
+                    feature_network_file=net.path, preprocessing=net.preprocessing)
+    _, path, sha = ctx.vgg16()
+    return dict(feature_network="vgg16 (NVIDIA vgg16.pt)", feature_network_sha256=sha, feature_network_file=path,
+                preprocessing=VGG16_PREPROCESSING)
+
+
+def evaluate(metric_names: Union[str, Sequence[str]], Gs: Any, dataset: Any, num_images: Optional[int],
+             run_dir: str, snapshot_name: str, kimg: float, batch_size: int = 8,
+             strategy: Optional[tf.distribute.Strategy] = None, inception_path: Optional[str] = None,
+             cache_dir: Optional[str] = None, mirror: bool = False, ratio: float = 1.0, tb_writer: Any = None,
+             vgg16_path: Optional[str] = None, seed: int = 0, print_fn: Callable[[str], None] = print,
+             ) -> List[Dict[str, Any]]:
+    """Evaluates metrics of a generator and records them (the entry point for the CLI and the training loop).
+
+    Args:
+        metric_names: Names ("fid50k,is" or a list); see `available_metrics()`.
+        Gs: Generator (documented API: `Gs(z, labels, truncation_psi, noise_mode)`, `mapping`, `synthesis`,
+            `latent_shape`, `label_dim`).
+        dataset: Real data: `tf_dataset(batch_size, shuffle, repeat, seed)`, `name`, `resolution`, ... .
+        num_images: Image count for names without one (`fid`, `is`, ...); `--eval-images-num`.
+        run_dir: Results go to `<run_dir>/metric-<name>.jsonl`.
+        snapshot_name: Snapshot identifier recorded with the results.
+        kimg: Training progress recorded with the results (TensorBoard step).
+        batch_size: Images per replica per step.
+        strategy: tf.distribute strategy: generation runs on all its replicas.
+        inception_path, vgg16_path: Explicit network files (`--inception`, `--vgg16`).
+        cache_dir: Download and real-statistics cache.
+        mirror: Mirror reals (when training used mirror augmentation).
+        ratio: Content ratio for cropping reals and fakes.
+        tb_writer: Optional `tf.summary` writer; scalars go to `Metrics/<name>[/<result>]`.
+        seed: Seed for fakes and real sampling.
+        print_fn: Where the one-line results and skip messages go.
+
+    Returns:
+        The records written. A metric that cannot run (e.g. IS with pool_3-only weights) is skipped with one
+        printed line; if every requested metric fails, the first `UserError` is raised.
+    """
+    names = [n.strip() for n in (metric_names.split(",") if isinstance(metric_names, str) else metric_names)]
+    metrics = [get_metric(n) for n in names if n]
+    ctx = EvalContext(Gs, dataset, batch_size, strategy, inception_path, vgg16_path, cache_dir, mirror, ratio, seed)
+    counts, errors, ready = {}, [], []
+    for m in metrics:
+        n = m.num_images if m.num_images is not None else num_images
+        if not n:
+            raise UserError(f"--eval-images-num: metric '{m.name}' needs an image count; pass --eval-images-num N")
+        try:
+            m.plan(ctx, n)
+            counts[m.name] = n
+            ready.append(m)
+        except UserError as exc:
+            errors.append(exc)
+            print_fn(f"{m.name}: skipped: {exc}")
+    os.makedirs(run_dir, exist_ok=True)
+    records = []
+    for m in ready:
+        start = time.time()
+        results = m.compute(ctx, counts[m.name], **m.options)
+        seconds = time.time() - start
+        record = dict(metric=m.name, snapshot=snapshot_name, kimg=kimg, value=float(results.pop("value")),
+                      num_images=counts[m.name], results=results, seconds=round(seconds, 3), mirror=mirror,
+                      ratio=ratio, time=datetime.datetime.now().isoformat(timespec="seconds"),
+                      **_network_info(ctx, m.network))
+        _append_jsonl(os.path.join(run_dir, f"metric-{m.name}.jsonl"), record)
+        print_fn(f"{snapshot_name} time {seconds:.1f}s {m.name} {record['value']:.4f}")
+        if tb_writer is not None:
+            with tb_writer.as_default():
+                tf.summary.scalar(f"Metrics/{m.name}", record["value"], step=int(kimg))
+                for key, val in results.items():
+                    if isinstance(val, float):
+                        tf.summary.scalar(f"Metrics/{m.name}/{key}", val, step=int(kimg))
+            tb_writer.flush()
+        records.append(record)
+    if errors and not records:
+        raise errors[0]
+    return records
