@@ -64,7 +64,7 @@ class Dataset:
     def num_images(self) -> int:
         """Number of images (records are counted once on first use when not recorded in `dataset.json`)."""
         if self._counts is None:
-            self._counts = [_count_records(f) for f in self.files]
+            self._counts = [count_records(f) for f in self.files]
         total = sum(self._counts)
         return total if self.max_images is None else min(total, self.max_images)
 
@@ -136,9 +136,12 @@ class Dataset:
             ds = ds.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
         if self.kind != "images":
             cycle = 1 if sequential else max(1, min(parallel, len(paths)))
-            ds = ds.interleave(lambda f: tf.data.TFRecordDataset(f, buffer_size=READ_BUFFER_BYTES),
-                               cycle_length=cycle, block_length=1,
-                               num_parallel_calls=None if cycle == 1 else cycle, deterministic=True)
+            read = lambda f: tf.data.TFRecordDataset(f, buffer_size=READ_BUFFER_BYTES)  # noqa: E731
+            if cycle == 1:
+                ds = ds.flat_map(read)
+            else:
+                ds = ds.interleave(read, cycle_length=cycle, block_length=1, num_parallel_calls=cycle,
+                                   deterministic=True)
         if sequential:
             ds = ds.take(self.max_images)
         if shard is not None and not shard_files:
@@ -195,7 +198,7 @@ class Dataset:
         return ds.enumerate().map(apply, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
-def _count_records(path: Path) -> int:
+def count_records(path: Path) -> int:
     """Counts the records of one TFRecord file."""
     ds = tf.data.TFRecordDataset(str(path), buffer_size=READ_BUFFER_BYTES)
     return int(ds.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1).numpy())

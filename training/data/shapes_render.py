@@ -8,12 +8,13 @@ from typing import Iterator
 import numpy as np
 
 from training.data import shapes as geo
+from training.data.parallel import ordered_map
 
 AMBIENT = 0.22
 KEY_LIGHT = 1.0
 FILL_LIGHT = 0.18
 FILL_DIR = np.array([0.6, -0.3, 0.75]) / np.linalg.norm([0.6, -0.3, 0.75])
-AO_REACH = 4.0
+AO_REACH = 3.0
 SKY = np.array([0.75, 0.78, 0.85], np.float32)
 
 
@@ -140,12 +141,38 @@ def _shade_objects(objs: geo._Objects, row: np.ndarray, n: tuple, view: tuple, l
 
 
 def render_range(seed: int, start: int, count: int, resolution: int) -> Iterator[np.ndarray]:
-    """Renders images `start .. start+count-1` of a seed, in batches.
+    """Renders images `start .. start+count-1` of a seed, in batches, in this process.
 
     Yields:
         uint8 `[B, R, R, 3]` batches, in index order.
     """
     per_batch = max(1, geo.PIXELS_PER_BATCH // (resolution * geo.SUPERSAMPLE) ** 2)
     for first in range(start, start + count, per_batch):
-        indices = range(first, min(first + per_batch, start + count))
-        yield render([geo.sample_scene(np.random.default_rng([seed, i])) for i in indices], resolution)
+        yield render_chunk((seed, first, min(per_batch, start + count - first), resolution))
+
+
+def render_chunk(job: tuple[int, int, int, int]) -> np.ndarray:
+    """Renders one chunk `(seed, first index, count, resolution)` -> uint8 `[count, R, R, 3]`."""
+    seed, first, count, resolution = job
+    return render([geo.sample_scene(np.random.default_rng([seed, i])) for i in range(first, first + count)],
+                  resolution)
+
+
+def generate(seed: int, count: int, resolution: int, workers: int = 1) -> Iterator[np.ndarray]:
+    """Renders images 0 .. count-1 of a seed with `workers` threads; same pixels for any `workers`.
+
+    Args:
+        seed: dataset seed.
+        count: number of images.
+        resolution: image side (a power of two >= 4).
+        workers: worker threads (1 = render in the calling thread).
+
+    Yields:
+        uint8 `[B, R, R, 3]` batches, in index order.
+    """
+    if workers <= 1:
+        yield from render_range(seed, 0, count, resolution)
+        return
+    per_batch = max(1, geo.PIXELS_PER_BATCH // (resolution * geo.SUPERSAMPLE) ** 2)
+    jobs = ((seed, first, min(per_batch, count - first), resolution) for first in range(0, count, per_batch))
+    yield from ordered_map(render_chunk, jobs, workers)

@@ -74,6 +74,38 @@ def _remove_stale_partials(data_dir: Path, name: str) -> None:
         shutil.rmtree(stale, ignore_errors=True)
 
 
+def staging_dir(data_dir: str | Path, name: str) -> Path:
+    """Creates (empty) the hidden temporary folder in which dataset `name` is assembled."""
+    data_dir = Path(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    _remove_stale_partials(data_dir, name)
+    tmp = data_dir / f".{name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    return tmp
+
+
+def publish(tmp_dir: Path, target: Path) -> None:
+    """Renames a finished temporary folder to `target`, replacing an existing dataset last."""
+    old = None
+    if target.exists():
+        old = target.parent / f".{target.name}.old-{os.getpid()}"
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+    os.replace(tmp_dir, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Writes JSON and fsyncs it (it is the last file written before a dataset is published)."""
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
 class DatasetWriter:
     """Writes images round-robin into TFRecord shards, then publishes the dataset atomically.
 
@@ -113,10 +145,7 @@ class DatasetWriter:
         import tensorflow as tf
 
         try:
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-            _remove_stale_partials(self.data_dir, self.name)
-            shutil.rmtree(self.tmp_dir, ignore_errors=True)
-            self.tmp_dir.mkdir()
+            self.tmp_dir = staging_dir(self.data_dir, self.name)
             self._writers = [tf.io.TFRecordWriter(str(self._shard_path(i))) for i in range(self.num_shards)]
         except BaseException as exc:
             self._abort()
@@ -151,6 +180,10 @@ class DatasetWriter:
         self.counts[shard] += 1
         self.bytes_written += len(record)
 
+    def write_text(self, file_name: str, text: str) -> None:
+        """Adds a small text file (e.g. the list of skipped images) to the dataset folder."""
+        (self.tmp_dir / file_name).write_text(text, encoding="utf-8")
+
     def commit(self, extra_meta: dict[str, Any] | None = None) -> Path:
         """Closes the shards, writes `dataset.json` and renames the folder into place.
 
@@ -173,13 +206,8 @@ class DatasetWriter:
         for i in range(self.num_shards):
             if i not in used:
                 self._shard_path(i).unlink(missing_ok=True)
-        meta = self._meta(shards, extra_meta)
-        with open(self.tmp_dir / records.META_FILE, "w", encoding="utf-8") as f:
-            json.dump(meta, f, indent=2)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        self._publish()
+        write_json(self.tmp_dir / records.META_FILE, self._meta(shards, extra_meta))
+        publish(self.tmp_dir, self.target)
         self._committed = True
         return self.target
 
@@ -195,16 +223,6 @@ class DatasetWriter:
         }
         meta.update(extra or {})
         return meta
-
-    def _publish(self) -> None:
-        old = None
-        if self.target.exists():
-            old = self.data_dir / f".{self.name}.old-{os.getpid()}"
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(self.target, old)
-        os.replace(self.tmp_dir, self.target)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
 
     def _abort(self) -> None:
         for writer in self._writers:

@@ -1,0 +1,73 @@
+"""Zip archives: member checks (nothing may escape the target folder) and extraction with progress."""
+
+from __future__ import annotations
+
+import posixpath
+import shutil
+import stat
+import zipfile
+from pathlib import Path
+
+from tqdm import tqdm
+
+from dnnlib.util import UserError
+
+
+def member_problem(info: zipfile.ZipInfo) -> str | None:
+    """Why a zip member would be unsafe to extract (None when it is fine).
+
+    Unsafe: absolute paths, Windows drive or UNC paths, `..` components and symbolic links.
+    """
+    name = info.filename.replace("\\", "/")
+    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+        return "has an absolute path"
+    if ".." in posixpath.normpath(name).split("/") or ".." in name.split("/"):
+        return "escapes the archive folder (..)"
+    if stat.S_ISLNK(info.external_attr >> 16):
+        return "is a symbolic link"
+    return None
+
+
+def open_zip(path: str | Path) -> zipfile.ZipFile:
+    """Opens a zip after checking every member name.
+
+    Raises:
+        UserError: for unreadable archives or unsafe member names (nothing is extracted or read).
+    """
+    try:
+        archive = zipfile.ZipFile(path)
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise UserError(f"{path}: not a readable zip archive ({exc}); re-download or re-create it") from exc
+    for info in archive.infolist():
+        problem = member_problem(info)
+        if problem:
+            archive.close()
+            raise UserError(f"{path}: member {info.filename!r} {problem}; refusing to use this archive")
+    return archive
+
+
+def extract_zip(path: str | Path, dest: str | Path, progress: bool = True) -> None:
+    """Extracts a checked zip into `dest` with a progress bar (bytes).
+
+    Raises:
+        UserError: see `open_zip`; also when a member is corrupt (CRC error).
+    """
+    dest = Path(dest)
+    with open_zip(path) as archive:
+        members = archive.infolist()
+        total = sum(m.file_size for m in members)
+        with tqdm(total=total, unit="B", unit_scale=True, desc=f"unzip {Path(path).name}",
+                  disable=not progress) as bar:
+            for info in members:
+                target = dest / info.filename.replace("\\", "/")
+                if info.is_dir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    with archive.open(info) as src, open(target, "wb") as out:
+                        shutil.copyfileobj(src, out, 1 << 20)
+                except (zipfile.BadZipFile, EOFError) as exc:
+                    raise UserError(f"{path}: member {info.filename!r} is corrupt ({exc}); re-download the "
+                                    f"archive") from exc
+                bar.update(info.file_size)

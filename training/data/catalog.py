@@ -1,0 +1,139 @@
+"""The paper's datasets (spec §4.1): where they come from and how `prepare_data.py` installs them.
+
+ffhq, clevr and cityscapes are published as TFRecords in the original multi-resolution layout; they are
+installed as-is (one file, or unzipped) and read directly by `training.dataset`. bedrooms (LSUN) is an
+LMDB of encoded images, converted with the spec §4.2 preprocessing into our record format.
+Downloads are kept in `<data-dir>/downloads/` (resumable, md5-checked); `--source FILE` uses a local copy.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from dnnlib.util import UserError
+from training.data import archive, download, records
+from training.data.writer import check_target, publish, staging_dir, write_json
+
+FILE, TFRECORD_ZIP, LMDB_ZIP = "tfrecord-file", "tfrecord-zip", "lmdb-zip"
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    """One downloadable dataset.
+
+    Attributes:
+        name: dataset / flag name.
+        url: download URL.
+        md5: md5 of the downloaded file.
+        file_name: name of the downloaded file.
+        kind: FILE (a TFRecord used as-is), TFRECORD_ZIP (unzipped TFRecords) or LMDB_ZIP (converted).
+        download_size: approximate download size.
+        disk_size: size of the installed TFRecords (the authors' README).
+        images: number of images (the authors' README count in `images_note` when it differs).
+        ratio: content height / width.
+        shards: shard files of the installed dataset.
+        resolution: resolution the paper trains at.
+        gamma: R1 weight the authors recommend.
+        images_note: remark on the count.
+    """
+
+    name: str
+    url: str
+    md5: str
+    file_name: str
+    kind: str
+    download_size: str
+    disk_size: str
+    images: int
+    ratio: float
+    shards: int
+    resolution: int
+    gamma: float
+    images_note: str = ""
+
+
+CATALOG: dict[str, CatalogEntry] = {e.name: e for e in (
+    CatalogEntry("ffhq", "http://downloads.cs.stanford.edu/nlp/data/dorarad/ffhq-r08.tfrecords1of1",
+                 "74de4f07dc7bfb07c0ad4471fdac5e67", "ffhq-r08.tfrecords1of1", FILE, "13 GB", "13 GB", 70_000,
+                 1.0, 1, 256, 10.0),
+    CatalogEntry("clevr", "https://drive.google.com/uc?id=1lY4JE30yk26v0MWHNpXBOMzltufUcTXj",
+                 "3040bb20a29cd2f0e1e9231aebddf2a1", "clevr.zip", TFRECORD_ZIP, "~6 GB", "15.5 GB", 100_000,
+                 0.75, 5, 256, 40.0, "README: 100,015"),
+    CatalogEntry("cityscapes", "https://drive.google.com/uc?id=1t9Qhxm0iHFd3k-xTYEbKosSx_DkyoLLJ",
+                 "953d231046275120dc1f73a5aebc9087", "cityscapes.zip", TFRECORD_ZIP, "~2 GB", "8 GB", 25_000,
+                 0.5, 16, 256, 20.0, "README: 24,998"),
+    CatalogEntry("bedrooms", "http://dl.yf.io/lsun/scenes/bedroom_train_lmdb.zip",
+                 "f2c5d904a82a6295dbdccb322b4b0a99", "bedroom_train_lmdb.zip", LMDB_ZIP, "43 GB", "up to 480 GB",
+                 3_033_042, 188 / 256, 64, 256, 100.0),
+)}
+LEGACY_FORMAT = "original-tfrecords"
+FEW_IMAGES_WARNING = 50_000
+
+
+def fetch(entry: CatalogEntry, data_dir: Path, source: str | None, progress: bool = True) -> Path:
+    """The downloaded file of an entry in `<data_dir>/downloads/` (downloaded, resumed or linked from --source)."""
+    dest = data_dir / "downloads" / entry.file_name
+    if source is not None:
+        return download.use_local_copy(source, dest, entry.md5)
+    return download.download(entry.url, dest, entry.md5, progress=progress)
+
+
+def _count_files(files: list[Path], progress: bool) -> list[int]:
+    from training.dataset import count_records  # TensorFlow is only needed from here on
+
+    return [count_records(f) for f in tqdm(files, desc="count records", unit="file", disable=not progress)]
+
+
+def install_tfrecords(entry: CatalogEntry, downloaded: Path, data_dir: Path, overwrite: bool,
+                      progress: bool = True) -> Path:
+    """Installs original-format TFRecords (one file or a zip of them) as `<data_dir>/<name>/` atomically."""
+    target = check_target(data_dir, entry.name, overwrite)
+    tmp = staging_dir(data_dir, entry.name)
+    try:
+        if entry.kind == FILE:
+            try:
+                os.link(downloaded, tmp / downloaded.name)
+            except OSError:
+                shutil.copyfile(downloaded, tmp / downloaded.name)
+        else:
+            archive.extract_zip(downloaded, tmp / "extract", progress)
+            found = [p for p in (tmp / "extract").rglob("*") if records.LEGACY_PATTERN.match(p.name) and p.is_file()]
+            if not found:
+                raise UserError(f"{downloaded}: holds no NAME-rXX.tfrecords files; re-download it")
+            for path in found:
+                os.replace(path, tmp / path.name)
+            shutil.rmtree(tmp / "extract")
+        groups = records.find_legacy_files(tmp)
+        counts = {str(res): _count_files(files, progress) for res, files in groups.items()}
+        write_json(tmp / records.META_FILE, {"format": LEGACY_FORMAT, "name": entry.name, "ratio": entry.ratio,
+                                            "counts": counts, "source": entry.url, "md5": entry.md5})
+        publish(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def extract_lmdb(entry: CatalogEntry, downloaded: Path, progress: bool = True) -> Path:
+    """Unzips the LSUN LMDB next to its zip once (a marker file records a complete extraction)."""
+    folder = downloaded.parent / downloaded.name.removesuffix(".zip")
+    marker = folder / ".extracted"
+    if marker.is_file():
+        return folder
+    partial = downloaded.parent / f".{folder.name}.partial-{os.getpid()}"
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        archive.extract_zip(downloaded, partial, progress)
+        inner = next((p.parent for p in partial.rglob("data.mdb")), None)
+        if inner is None:
+            raise UserError(f"{downloaded}: holds no LMDB (data.mdb); re-download it")
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(inner, folder)
+        marker.write_text(entry.md5 + "\n")
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return folder
