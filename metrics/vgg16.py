@@ -112,14 +112,18 @@ class VGG16(tf.Module):
         """Pixel values [0, 255] -> ImageNet-normalized float32."""
         return (tf.cast(images, tf.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
 
-    def conv_stack(self, x: tf.Tensor) -> Tuple[tf.Tensor, List[tf.Tensor]]:
-        """Normalized `[B, H, W, 3]` -> (pool5 output, the five LPIPS taps relu1_2 ... relu5_3)."""
+    def conv_stack(self, x: tf.Tensor, final_pool: bool = True) -> Tuple[tf.Tensor, List[tf.Tensor]]:
+        """Normalized `[B, H, W, 3]` -> (pool5 output, the five LPIPS taps relu1_2 ... relu5_3).
+
+        With `final_pool=False` the last max pool is skipped (LPIPS needs only the taps; small images allowed).
+        """
         taps = []
         for i, (w, b) in enumerate(zip(self.conv_w, self.conv_b)):
             x = tf.nn.relu(tf.nn.conv2d(x, w, 1, "SAME") + b)
             if i in POOL_AFTER:
                 taps.append(x)
-                x = tf.nn.max_pool2d(x, 2, 2, "VALID")
+                if final_pool or i != POOL_AFTER[-1]:
+                    x = tf.nn.max_pool2d(x, 2, 2, "VALID")
         return x, taps
 
     def features(self, images: tf.Tensor) -> tf.Tensor:
@@ -140,7 +144,7 @@ class VGG16(tf.Module):
         """`[B, H, W, 3]` in [0, 255] -> `[B, F]` such that LPIPS(a, b) = sum((f(a) - f(b))^2)."""
         if not self.has_lpips:
             raise UserError("vgg16 weights: no LPIPS layer weights; PPL needs NVIDIA's vgg16.pt (--vgg16 PATH)")
-        _, taps = self.conv_stack(self.normalize(images))
+        _, taps = self.conv_stack(self.normalize(images), final_pool=False)
         parts = []
         for tap, lin in zip(taps, self.lins):
             unit = tap / (tf.sqrt(tf.reduce_sum(tf.square(tap), axis=-1, keepdims=True)) + LPIPS_EPS)
