@@ -20,6 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from dnnlib.util import UserError  # noqa: E402
 from training.data import catalog, convert, sources  # noqa: E402
+from training.data.writer import check_target  # noqa: E402
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -74,9 +75,6 @@ def _warn_few(max_images: int | None) -> None:
 def _prepare_catalog(name: str, args: argparse.Namespace) -> None:
     entry = catalog.CATALOG[name]
     data_dir = Path(args.data_dir)
-    from training.data.writer import check_target
-
-    check_target(data_dir, name, args.overwrite)
     downloaded = catalog.fetch(entry, data_dir, args.source)
     if entry.kind != catalog.LMDB_ZIP:
         if args.max_images is not None:
@@ -113,6 +111,8 @@ def run(args: argparse.Namespace) -> None:
         raise UserError("--labels: only applies to custom datasets (--task NAME --images-dir PATH)")
     if args.ratio is not None and not custom:
         raise UserError("--ratio: only applies to custom datasets; catalog and shapes ratios are fixed")
+    for name in [*wanted, *(["shapes"] if args.shapes else []), *([args.task] if custom else [])]:
+        check_target(Path(args.data_dir), name, args.overwrite)  # fail fast, before any download or scan
     for name in wanted:
         _prepare_catalog(name, args)
     common = dict(data_dir=Path(args.data_dir), resolution=args.resolution, max_images=args.max_images,

@@ -1,0 +1,41 @@
+"""Shared helpers of the data tests: tiny image folders and running prepare_data in-process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+import prepare_data
+
+
+def make_images(folder: Path, count: int, size: tuple[int, int] = (16, 16), seed: int = 0, ext: str = "png",
+                prefix: str = "img") -> list[np.ndarray]:
+    """Writes `count` random RGB images `folder/<prefix>NNN.<ext>` (width, height = size); returns the arrays."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    arrays = []
+    for i in range(count):
+        arr = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+        Image.fromarray(arr).save(folder / f"{prefix}{i:03d}.{ext}")
+        arrays.append(arr)
+    return arrays
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, list[str]]:
+    """Runs prepare_data.main in-process; returns (exit status, stdout, error/warning lines of stderr)."""
+    status = prepare_data.main([*args, "--workers", "1"])
+    captured = capsys.readouterr()
+    lines = [ln.strip() for ln in captured.err.replace("\r", "\n").splitlines()]
+    messages = [ln for ln in lines if ln.startswith(("error:", "warning:", "prepare_data.py: error"))]
+    assert "Traceback" not in captured.err
+    return status, captured.out, messages
+
+
+def assert_nothing_written(data_dir: Path, name: str) -> None:
+    """No dataset folder and no temporary leftovers."""
+    assert not (data_dir / name).exists()
+    if data_dir.exists():
+        leftovers = [p.name for p in data_dir.iterdir() if p.name.startswith(f".{name}.")]
+        assert leftovers == []
