@@ -64,13 +64,17 @@ class AttentionLayer(NamedModule):
         ltnt_gate: Gate attention by the to elements.
         dropout: Attention dropout p (applied only in training).
         lrmul: Learning-rate multiplier of the projections.
+        fused: Use the re-associated fast path (`_fused_*`, O(F·T·C)) when the to-set is small; the reference path
+            computes every projection explicitly. Both are tested equal.
     """
 
     def __init__(self, rng: np.random.Generator, from_dim: int, to_dim: int, dim: int, num_heads: int = 1,
                  from_pos_dim: Optional[int] = None, to_pos_dim: Optional[int] = None, to_len: int = 0,
                  kmeans: bool = False, kmeans_iters: int = 1, norm: Optional[str] = None, integration: str = "add",
-                 img_gate: bool = False, ltnt_gate: bool = False, dropout: float = 0.0, lrmul: float = 1.0) -> None:
+                 img_gate: bool = False, ltnt_gate: bool = False, dropout: float = 0.0, lrmul: float = 1.0,
+                 fused: bool = True) -> None:
         super().__init__(rng)
+        self.fused = fused
         if dim % num_heads:
             raise ValueError(f"attention width {dim} is not divisible by {num_heads} heads")
         self.dim, self.heads, self.head_dim = dim, num_heads, dim // num_heads
@@ -180,21 +184,82 @@ class AttentionLayer(NamedModule):
         Returns:
             `(x', probs)`: updated `[B, F, C]` and attention probabilities `[B, N, F, T]`.
         """
-        x_pos = _batched(x_pos, x)
-        y_pos = _batched(y_pos, y)
-        if self.kmeans:
-            probs = self._kmeans(x, x_pos, mask)
+        fused = self.fused and y.shape[1] is not None and x.shape[1] is not None and y.shape[1] < x.shape[-1]
+        x_pos_b, y_pos_b = _batched(x_pos, x), _batched(y_pos, y)
+        if self.kmeans and fused and self.kmeans_iters == 1:
+            probs = self._fused_kmeans_probs(x, x_pos, mask)
+        elif self.kmeans:
+            probs = self._kmeans(x, x_pos_b, mask)
+        elif fused:
+            probs = self._fused_standard_probs(x, y, x_pos, y_pos_b, mask)
         else:
-            probs = _masked_softmax(self._logits(x, y, x_pos, y_pos), mask)
+            probs = _masked_softmax(self._logits(x, y, x_pos_b, y_pos_b), mask)
         probs_out = probs
-        probs = self._apply_gates(probs, x, y, x_pos, y_pos)
+        probs = self._apply_gates(probs, x, y, x_pos_b, y_pos_b)
         if training and self.dropout > 0:
             probs = self._dropout(probs, seed)
-        v = self._split_heads(self.value(y))  # [B, N, T, h]
-        u = tf.matmul(probs, v)  # [B, N, F, h]
-        shape = tf.shape(u)
-        u = tf.reshape(tf.transpose(u, [0, 2, 1, 3]), [shape[0], shape[2], self.dim])
-        return self._integrate(x, self.out(u)), probs_out
+        if fused:
+            control = self._fused_values(probs, y)
+        else:
+            v = self._split_heads(self.value(y))  # [B, N, T, h]
+            u = tf.matmul(probs, v)  # [B, N, F, h]
+            shape = tf.shape(u)
+            u = tf.reshape(tf.transpose(u, [0, 2, 1, 3]), [shape[0], shape[2], self.dim])
+            control = self.out(u)
+        return self._integrate(x, control), probs_out
+
+    # Fast path: re-associate the products so that no C x C projection runs over the F positions.
+    def _fused_kmeans_probs(self, x: tf.Tensor, x_pos: Optional[tf.Tensor], mask: Optional[tf.Tensor]) -> tf.Tensor:
+        """k-means probabilities `[B, N, F, T]` as `x · (W_q S_q Ĉ) + (b_q S_q Ĉ) + (P W_p + b_p) S_p Ĉ`.
+
+        Ĉ `[2·dim, N·T]` is the block-diagonal matrix of the per-head centroids (head n's block covers features
+        [2hn, 2h(n+1)) of E = [q, qp]) and S the `st_weights`, so `(E ⊙ s) Cnᵀ` needs only `[F, C] x [C, N·T]`.
+        """
+        n, width = self.heads, 2 * self.head_dim
+        t = self.centroids.shape[2]
+        cs = self.centroids[0] * self.st_weights[0]  # [N, T, 2h]
+        eye = tf.eye(n)[:, None, :, None]  # [N, 1, N, 1]
+        block = tf.reshape(tf.transpose(cs, [0, 2, 1])[:, :, None, :] * eye, [n * width, n * t])  # [2dim, N*T]
+        wq, bq = self.query.effective()
+        logits = tf.tensordot(x, tf.matmul(wq, block[:self.dim]), axes=[[2], [0]])  # [B, F, N*T]
+        const = tf.linalg.matvec(block[:self.dim], bq, transpose_a=True)  # [N*T]
+        if self.from_pos is not None and x_pos is not None:
+            qp = self.from_pos(x_pos)  # [F, dim] or [B, F, dim]
+            const = const + tf.tensordot(qp, block[self.dim:], axes=[[len(qp.shape) - 1], [0]])
+        logits = (logits + const) / math.sqrt(self.head_dim)
+        shape = tf.shape(x)
+        logits = tf.transpose(tf.reshape(logits, [shape[0], shape[1], n, t]), [0, 2, 1, 3])
+        return _masked_softmax(logits, mask)
+
+    def _fused_standard_probs(self, x: tf.Tensor, y: tf.Tensor, x_pos: Optional[tf.Tensor],
+                              y_pos: Optional[tf.Tensor], mask: Optional[tf.Tensor]) -> tf.Tensor:
+        """Standard-key probabilities `[B, N, F, T]` as `x · (W_q Kᵀ) + (b_q + P W_p + b_p) Kᵀ` per head."""
+        n, h = self.heads, self.head_dim
+        k = self.key(y)
+        if self.to_pos is not None and y_pos is not None:
+            k = k + self.to_pos(y_pos)
+        kh = self._split_heads(k)  # [B, N, T, h]
+        wq, bq = self.query.effective()
+        m = tf.einsum("cnh,bnth->bcnt", tf.reshape(wq, [wq.shape[0], n, h]), kh)
+        logits = tf.einsum("bfc,bcnt->bnft", x, m)
+        q0 = bq
+        if self.from_pos is not None and x_pos is not None:
+            q0 = q0 + self.from_pos(x_pos)
+        if len(q0.shape) == 1:
+            logits = logits + tf.einsum("nh,bnth->bnt", tf.reshape(q0, [n, h]), kh)[:, :, None, :]
+        elif len(q0.shape) == 2:
+            logits = logits + tf.einsum("fnh,bnth->bnft", tf.reshape(q0, [-1, n, h]), kh)
+        else:
+            logits = logits + tf.einsum("bfnh,bnth->bnft", tf.reshape(q0, [tf.shape(q0)[0], -1, n, h]), kh)
+        return _masked_softmax(logits / math.sqrt(h), mask)
+
+    def _fused_values(self, probs: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+        """`(A V) W_out + b_out` as `A (V W_out) + b_out`: `[B, N, F, T]` x `[B, N, T, C]` -> `[B, F, C]`."""
+        n, h = self.heads, self.head_dim
+        wo, bo = self.out.effective()
+        vh = self._split_heads(self.value(y))  # [B, N, T, h]
+        vw = tf.einsum("bnth,nhc->bntc", vh, tf.reshape(wo, [n, h, wo.shape[1]]))
+        return tf.einsum("bnft,bntc->bfc", probs, vw) + bo
 
     def _integrate(self, x: tf.Tensor, control: tf.Tensor) -> tf.Tensor:
         """Normalizes x and modulates it by the attention output (see module docstring)."""

@@ -75,9 +75,9 @@ class Generator(NamedModule):
         """`w_avg + psi (w - w_avg)` for every slot and component. `ws`: `[B, K, S, d]`."""
         return self.w_avg + tf.cast(psi, ws.dtype) * (ws - self.w_avg)
 
-    def update_w_avg(self, ws: tf.Tensor) -> None:
-        """Tracks the average w: `avg <- lerp(mean_{batch, components}(w[:, :, 0]), avg, beta)`."""
-        batch_mean = tf.reduce_mean(ws[:, :, 0], axis=[0, 1])
+    def update_w_avg(self, batch_mean: tf.Tensor) -> None:
+        """Tracks the average w: `avg <- lerp(batch_mean, avg, beta)`; `batch_mean` `[d]` is the mean of
+        `w[:, :, 0]` over the batch and all K components (one shared vector, as the original)."""
         self.w_avg.assign(batch_mean + self.cfg.w_avg_beta * (self.w_avg - batch_mean))
 
     def mix(self, ws: tf.Tensor, ws2: tf.Tensor, prob: float, axis: int, seed: Optional[tf.Tensor]) -> tf.Tensor:

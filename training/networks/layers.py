@@ -41,6 +41,11 @@ class Dense(NamedModule):
         self.weight = self.add_var(names[0], (in_dim, out_dim), normal_init(1.0 / lrmul))
         self.bias = self.add_var(names[1], (out_dim,), constant_init(0.0)) if use_bias else None
 
+    def effective(self) -> tuple[tf.Tensor, tf.Tensor]:
+        """Run-time weight `[in, out]` and bias `[out]` (zeros without bias), equalized-lr factors applied."""
+        b = tf.zeros([self.weight.shape[1]]) if self.bias is None else self.bias * self.lrmul
+        return self.weight * self.coef, b
+
     def __call__(self, x: tf.Tensor) -> tf.Tensor:
         """`x`: `[..., in_dim]` -> `[..., out_dim]`."""
         w = self.weight * self.coef
