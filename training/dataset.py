@@ -135,11 +135,11 @@ class Dataset:
         if shuffle and not sequential and len(paths) > 1:
             ds = ds.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
         if self.kind != "images":
-            cycle = 1 if sequential else max(1, min(parallel, len(paths)))
             read = lambda f: tf.data.TFRecordDataset(f, buffer_size=READ_BUFFER_BYTES)  # noqa: E731
-            if cycle == 1:
-                ds = ds.flat_map(read)
+            if sequential:  # all files in lock-step: round-robin shards come back in written order
+                ds = ds.interleave(read, cycle_length=len(paths), block_length=1)
             else:
+                cycle = max(1, min(parallel, len(paths)))
                 ds = ds.interleave(read, cycle_length=cycle, block_length=1, num_parallel_calls=cycle,
                                    deterministic=True)
         if sequential:

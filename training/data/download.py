@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from dnnlib.util import UserError
 
-CHUNK_BYTES = 1 << 20
+CHUNK_BYTES = 1 << 16
 TIMEOUT_SECONDS = 60
 
 
@@ -32,7 +32,7 @@ def file_md5(path: str | Path, progress: bool = True) -> str:
     size = os.path.getsize(path)
     with open(path, "rb") as f, tqdm(total=size, unit="B", unit_scale=True, desc=f"md5 {Path(path).name}",
                                      disable=not progress or size < (64 << 20), leave=False) as bar:
-        while chunk := f.read(CHUNK_BYTES * 8):
+        while chunk := f.read(1 << 23):
             digest.update(chunk)
             bar.update(len(chunk))
     return digest.hexdigest()
