@@ -1,0 +1,11 @@
+"""Building blocks of the sampling and visualization tools (spec §6).
+
+- `imageio`: float -> uint8 quantization, ratio crop, grids, atomic PNG/GIF/.npy writers.
+- `palette`: HLS palette and colouring of attention maps (soft, hard, blends).
+- `sampler`: batched, compiled calls of a generator (z -> images/maps/ws, ws -> images/maps).
+- `interpolation`: z-space slerp (per component) and w-space lerp paths.
+- `style_mix`: layer-wise and component-wise style-mixing grids.
+- `html_index`: the `index.html` page that shows every output grouped by kind.
+
+`training.visualize.vis` ties them together.
+"""

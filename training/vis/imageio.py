@@ -1,0 +1,132 @@
+"""Image conversion and atomic file writers for generated samples.
+
+All writers go through a temporary name in the target folder and `os.replace`, so an interrupted run never
+leaves a half-written file under the final name.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from typing import Callable, Sequence
+
+import numpy as np
+from PIL import Image
+
+
+def to_uint8(images: np.ndarray) -> np.ndarray:
+    """Maps generator output in about [-1, 1] to uint8: `round(clip((x + 1) * 127.5, 0, 255))`.
+
+    Args:
+        images: float array `[..., H, W, C]`.
+
+    Returns:
+        uint8 array of the same shape.
+    """
+    x = (np.asarray(images, dtype=np.float32) + np.float32(1.0)) * np.float32(127.5)
+    return np.rint(np.clip(x, 0.0, 255.0)).astype(np.uint8)
+
+
+def ratio_window(height: int, width: int, ratio: float) -> tuple[int, int, int, int]:
+    """The largest central window of aspect `height/width == ratio` (spec §4.2 `crop_max_rectangle`).
+
+    `s = min(W, H / ratio)`; the window is `round(ratio * s)` rows by `round(s)` columns, centred. Idempotent: an
+    image that already has the aspect `ratio` keeps all its pixels.
+
+    Returns:
+        `(top, left, rows, cols)`.
+    """
+    if not ratio or ratio <= 0:
+        raise ValueError(f"ratio must be > 0, got {ratio}")
+    s = min(float(width), height / ratio)
+    rows = min(height, max(1, int(round(ratio * s))))
+    cols = min(width, max(1, int(round(s))))
+    return (height - rows) // 2, (width - cols) // 2, rows, cols
+
+
+def crop_to_ratio(x: np.ndarray, ratio: float, axes: tuple[int, int] = (-3, -2)) -> np.ndarray:
+    """Central crop of `x` to the aspect `ratio` (height / width) along the (row, column) `axes`.
+
+    Args:
+        x: Array such as images `[B, H, W, C]` (default axes) or maps `[B, k, H, W]` (`axes=(-2, -1)`).
+        ratio: Content height / width of the dataset (1.0: no crop for square images).
+    """
+    h_ax, w_ax = (a % x.ndim for a in axes)
+    top, left, rows, cols = ratio_window(x.shape[h_ax], x.shape[w_ax], ratio)
+    index = [slice(None)] * x.ndim
+    index[h_ax] = slice(top, top + rows)
+    index[w_ax] = slice(left, left + cols)
+    return x[tuple(index)]
+
+
+def make_grid(images: np.ndarray, cols: int | None = None, pad: int = 0, fill: int = 255) -> np.ndarray:
+    """Tiles `[N, H, W, C]` images into one `[rows*H, cols*W, C]` canvas (row-major, `pad` pixels between).
+
+    Args:
+        images: uint8 `[N, H, W, C]`.
+        cols: Columns (default `ceil(sqrt(N))`).
+        pad: Gap between cells, filled with `fill`.
+    """
+    n, h, w, c = images.shape
+    cols = cols or max(1, math.ceil(math.sqrt(n)))
+    rows = max(1, math.ceil(n / cols))
+    canvas = np.full((rows * h + (rows - 1) * pad, cols * w + (cols - 1) * pad, c), fill, dtype=images.dtype)
+    for i in range(n):
+        r, q = divmod(i, cols)
+        canvas[r * (h + pad): r * (h + pad) + h, q * (w + pad): q * (w + pad) + w] = images[i]
+    return canvas
+
+
+def _atomic_write(path: str, write: Callable[[str], None]) -> None:
+    """Calls `write(tmp_path)` on a temporary file next to `path`, then renames it to `path`."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    base = os.path.basename(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=".tmp", dir=folder)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _pil(image: np.ndarray) -> Image.Image:
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 image, got {image.dtype}")
+    if image.ndim == 3 and image.shape[-1] == 1:
+        image = image[..., 0]
+    return Image.fromarray(image)
+
+
+def save_png(path: str, image: np.ndarray) -> None:
+    """Writes a uint8 `[H, W, 3]`, `[H, W, 1]` or `[H, W]` image as PNG (atomically)."""
+    img = _pil(image)
+    _atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))
+
+
+def save_gif(path: str, frames: Sequence[np.ndarray], duration_ms: int = 50) -> None:
+    """Writes uint8 `[H, W, 3]` frames as a looping GIF (atomically)."""
+    pil = [_pil(f) for f in frames]
+    _atomic_write(path, lambda tmp: pil[0].save(tmp, format="GIF", save_all=True, append_images=pil[1:],
+                                                duration=duration_ms, loop=0))
+
+
+def save_npy(path: str, array: np.ndarray) -> None:
+    """Writes an array as `.npy` (atomically)."""
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            np.save(f, np.asarray(array), allow_pickle=False)
+    _atomic_write(path, write)
+
+
+def save_text(path: str, text: str) -> None:
+    """Writes UTF-8 text (atomically)."""
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+    _atomic_write(path, write)

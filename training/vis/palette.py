@@ -1,0 +1,90 @@
+"""Colouring of attention maps: one colour per latent (HLS palette), soft and hard maps, blends with the image.
+
+The maps are probabilities over the k latents at every pixel; `check_probabilities` verifies that before any
+colouring, so a map that is not a distribution is never silently drawn.
+"""
+
+from __future__ import annotations
+
+import colorsys
+
+import numpy as np
+
+# Lightness and saturation of the palette (a bright, medium-saturation HLS circle).
+PALETTE_LIGHTNESS = 0.6
+PALETTE_SATURATION = 0.65
+PALETTE_HUE_OFFSET = 0.01
+
+
+def hls_palette(n: int, lightness: float = PALETTE_LIGHTNESS, saturation: float = PALETTE_SATURATION) -> np.ndarray:
+    """`n` colours evenly spaced in hue on an HLS circle.
+
+    Returns:
+        float32 `[n, 3]` RGB in [0, 1].
+    """
+    if n < 1:
+        raise ValueError(f"palette size must be >= 1, got {n}")
+    hues = (np.arange(n) / n + PALETTE_HUE_OFFSET) % 1.0
+    return np.array([colorsys.hls_to_rgb(h, lightness, saturation) for h in hues], dtype=np.float32)
+
+
+def check_probabilities(maps: np.ndarray, axis: int = 1, atol: float = 1e-3) -> None:
+    """Raises ValueError unless `maps` are non-negative and sum to 1 over `axis` at every pixel.
+
+    Args:
+        maps: float `[B, k, H, W]` (default axis 1 = latents).
+    """
+    maps = np.asarray(maps, dtype=np.float64)
+    if maps.size and maps.min() < -atol:
+        raise ValueError(f"attention maps have negative values (min {maps.min():.3g})")
+    sums = maps.sum(axis=axis)
+    err = float(np.abs(sums - 1.0).max()) if sums.size else 0.0
+    if err > atol:
+        raise ValueError(f"attention maps do not sum to 1 over the latents (max error {err:.3g})")
+
+
+def soft_maps(maps: np.ndarray, palette: np.ndarray) -> np.ndarray:
+    """Soft colouring: `sum_k colour_k * p_k` per pixel.
+
+    Args:
+        maps: Probabilities `[B, k, H, W]` over the k latents.
+        palette: `[k, 3]` RGB in [0, 1].
+
+    Returns:
+        uint8 `[B, H, W, 3]`.
+    """
+    check_probabilities(maps)
+    rgb = np.einsum("bkhw,kc->bhwc", np.asarray(maps, np.float32), palette[: maps.shape[1]])
+    return np.rint(np.clip(rgb, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def hard_maps(maps: np.ndarray, palette: np.ndarray) -> np.ndarray:
+    """Hard colouring: the colour of the most likely latent per pixel.
+
+    Args:
+        maps: Probabilities `[B, k, H, W]`.
+        palette: `[k, 3]` RGB in [0, 1].
+
+    Returns:
+        uint8 `[B, H, W, 3]`.
+    """
+    check_probabilities(maps)
+    colours = np.rint(palette[: maps.shape[1]] * 255.0).astype(np.uint8)
+    return colours[np.argmax(maps, axis=1)]
+
+
+def blend(maps_rgb: np.ndarray, images: np.ndarray, alpha: float) -> np.ndarray:
+    """Blends coloured maps over images: `(1 - alpha) * map + alpha * image` (alpha = the image's weight).
+
+    Args:
+        maps_rgb: uint8 `[B, H, W, 3]`.
+        images: uint8 `[B, H, W, 3]`.
+        alpha: Weight of the image in [0, 1] (the original's `--blending-alpha`, default 0.3).
+
+    Returns:
+        uint8 `[B, H, W, 3]`.
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"blending alpha must be in [0, 1], got {alpha}")
+    out = (1.0 - alpha) * maps_rgb.astype(np.float32) + alpha * images.astype(np.float32)
+    return np.rint(np.clip(out, 0, 255)).astype(np.uint8)
