@@ -124,7 +124,9 @@ class EvalContext:
                             f"{digest}-{kind}-{safe}-{num_images}.npz")
 
     def real_inception(self, num_images: int, capture: bool = False) -> FeatureStats:
-        """Inception statistics of up to `num_images` reals (cached on disk)."""
+        """Inception statistics of up to `num_images` reals (cached on disk; rows kept when any metric needs them,
+        so that FID and KID at the same count share one pass)."""
+        capture = capture or self.needs.get(num_images, (False, False))[0]
         net = self.inception()
         path = self.real_stats_path("inception", num_images, dict(net=net.sha256, pre=net.preprocessing,
                                                                   capture=capture))

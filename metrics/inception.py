@@ -12,7 +12,7 @@ import os
 import tarfile
 import zipfile
 from dataclasses import dataclass
-from typing import Dict, Iterable, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -195,15 +195,5 @@ def load_inception(path: Optional[str] = None, cache_dir: Optional[str] = None) 
     return FeatureNet(net, found.path, found.origin, found.sha256)
 
 
-def iterate_features(feature_net: FeatureNet, batches: Iterable[np.ndarray], with_probs: bool = False,
-                     ) -> Iterable[Tuple[np.ndarray, Optional[np.ndarray]]]:
-    """Yields (features, probs or None) per batch of uint8 `[B, H, W, 3]` images."""
-    for batch in batches:
-        if with_probs:
-            yield feature_net.features_and_probs(batch)
-        else:
-            yield feature_net.features(batch), None
-
-
 __all__ = ["FeatureNet", "load_inception", "load_params", "params_from_torch", "params_from_graph_def",
-           "iterate_features", "BN_EPSILON", "PREPROCESSING"]
+           "BN_EPSILON", "PREPROCESSING"]

@@ -76,6 +76,9 @@ def get_metric(name: str) -> Metric:
 def _plan_inception(capture: bool = False, probs: bool = False) -> Callable[[EvalContext, int], None]:
     def plan(ctx: EvalContext, n: int) -> None:
         net = ctx.inception()
+        if probs and n < 10:
+            raise UserError(f"is: the Inception Score uses 10 splits and needs at least 10 images, got {n}; "
+                            "raise --eval-images-num")
         if probs and not net.has_logits:
             raise UserError("is: the Inception Score needs the full inception-2015-12-05 network with its output "
                             f"layer, but {net.path} has pool_3 only; pass --inception PATH to NVIDIA's "

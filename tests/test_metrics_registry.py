@@ -90,6 +90,7 @@ def test_fid_kid_is_share_one_fake_pass_and_match_direct_math(tmp_path, net):
     gen, ds = TinyG(), MemDataset()
     records = {r["metric"]: r for r in _run("fid,kid,is", tmp_path, gen, ds)}
     assert gen.calls == 3  # 20 fakes in batches of 8, generated once for all three metrics
+    assert ds.reads == 1  # FID and KID share one real pass (rows kept for KID)
     fakes = np.concatenate(list(images.generate_fakes(TinyG(), 20, 8, seed=0)))
     reals = ds.images[:20]
     ff, pf = net.features_and_probs(fakes)
