@@ -1,0 +1,204 @@
+"""Sample images from a trained generator (spec §6.1), optionally visualize it and export it as a SavedModel.
+
+Examples:
+    python generate.py --model gdrive:ffhq-snapshot.pkl --output-dir images --images-num 32
+    python generate.py --model results/exp-000/network-final.pkl --seeds 0-31,40 --truncation-psi 0.7
+    python generate.py --model network.pkl --latents z.npy --truncation-psi 1.0 --output-dir repro
+    python generate.py --model network.pkl --seeds 0-9 --vis-maps --vis-interpolations --output-dir visuals
+    python generate.py --model network.pkl --export exported_generator
+
+Writes `<output-dir>/sample_%06d.png` (numbered by seed, or by row of `--latents`) and `index.html`.
+Sample i of `--seeds`/`--images-num` uses `z = np.random.RandomState(seed).randn(K, d)`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import sys
+from typing import Iterator, Optional
+
+from dnnlib.util import UserError
+
+VIS_FLAGS = {"vis_images": "images", "vis_latents": "latents", "vis_maps": "maps", "vis_layer_maps": "layer_maps",
+             "vis_interpolations": "interpolations", "vis_noise_var": "noise_var", "vis_style_mix": "style_mix"}
+
+
+def parse_seeds(text: str) -> list[int]:
+    """`"0-31,40"` -> [0, 1, ..., 31, 40]. Raises UserError on malformed input."""
+    seeds: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        if not m or (m.group(2) is not None and int(m.group(2)) < int(m.group(1))):
+            raise UserError(f"--seeds: cannot parse {part!r} in {text!r}; use e.g. 0-31,40 (ranges inclusive)")
+        lo = int(m.group(1))
+        hi = int(m.group(2)) if m.group(2) is not None else lo
+        seeds.extend(range(lo, hi + 1))
+    return seeds
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    p = argparse.ArgumentParser(description="Generate images from a GANformer generator.",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", required=True, help="our snapshot, an authors' .pkl, a URL or gdrive:<name>.pkl")
+    p.add_argument("--output-dir", default="images", help="where sample_%%06d.png (and visualizations) go")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--images-num", type=int, help="number of images (seeds 0..N-1); default 32")
+    src.add_argument("--seeds", help="seeds, e.g. 0-31,40")
+    src.add_argument("--latents", help=".npy file with z [N, K, d] (exact reproduction)")
+    p.add_argument("--truncation-psi", type=float, default=0.7, help="truncation psi (1: none)")
+    p.add_argument("--batch-size", type=int, default=4, help="images per generator call (1 for huge models)")
+    p.add_argument("--ratio", type=float, default=1.0, help="content height/width: crop the images to it")
+    p.add_argument("--noise-mode", choices=("const", "random", "none"), default="const",
+                   help="const: the model's stored noise (deterministic); random: new noise per batch")
+    p.add_argument("--class", dest="class_idx", type=int, help="class index for conditional models")
+    p.add_argument("--gpus", help="comma list of GPU ids to use (sets CUDA_VISIBLE_DEVICES); -1 for CPU only")
+    p.add_argument("--compile", choices=("eager", "graph", "xla"), default="graph",
+                   help="run the generator eagerly, as a tf.function, or XLA-compiled")
+    p.add_argument("--export", metavar="DIR", help="write the generator as a TensorFlow SavedModel to DIR")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    v = p.add_argument_group("visualizations (written to --output-dir)")
+    for flag in VIS_FLAGS:
+        v.add_argument("--" + flag.replace("_", "-"), action="store_true")
+    v.add_argument("--vis-grid", action="store_true", help="grids instead of one file per sample")
+    v.add_argument("--vis-rich-num", type=int, default=5, help="samples with layer maps / interpolations")
+    v.add_argument("--vis-section-size", type=int, default=100, help="samples generated per section")
+    v.add_argument("--blending-alpha", type=float, default=0.3, help="weight of the image under blended maps")
+    v.add_argument("--interpolation-density", type=int, default=8, help="frames per interpolation")
+    return p
+
+
+@contextlib.contextmanager
+def quiet_native_stderr() -> Iterator[None]:
+    """Silences file descriptor 2 (TensorFlow's start-up log lines, printed before its logging is configured).
+
+    Python exceptions still propagate. Set `GANFORMER_TF_LOGS=1` to see TensorFlow's messages.
+    """
+    if os.environ.get("GANFORMER_TF_LOGS"):
+        yield
+        return
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    for name, ok in (("--batch-size", args.batch_size >= 1), ("--ratio", args.ratio > 0),
+                     ("--images-num", args.images_num is None or args.images_num >= 0)):
+        if not ok:
+            raise UserError(f"{name}: must be positive; got {getattr(args, name[2:].replace('-', '_'))}")
+    if args.seeds is not None:
+        parse_seeds(args.seeds)
+
+
+def _latents(args: argparse.Namespace, latent_shape: tuple[int, int]):
+    """Returns `(z [N, K, d], ids)` from --latents, --seeds or --images-num."""
+    import numpy as np
+
+    from training.visualize import seed_latents
+
+    if args.latents:
+        try:
+            z = np.load(args.latents, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise UserError(f"--latents {args.latents}: cannot read a .npy array ({exc}); save z with np.save") \
+                from None
+        z = z[None] if z.ndim == 2 else z
+        if z.ndim != 3 or tuple(z.shape[1:]) != tuple(latent_shape):
+            raise UserError(f"--latents {args.latents}: shape {list(z.shape)} does not fit the model; expected "
+                            f"[N, {latent_shape[0]}, {latent_shape[1]}]")
+        return z.astype(np.float32), list(range(len(z)))
+    ids = parse_seeds(args.seeds) if args.seeds else list(range(32 if args.images_num is None else args.images_num))
+    return seed_latents(ids, latent_shape), ids
+
+
+def write_samples(Gs, args: argparse.Namespace, z, ids: list[int]) -> int:
+    """Generates and writes `sample_%06d.png` batch by batch with a progress bar. Returns the count."""
+    from tqdm import tqdm
+
+    from training.vis.imageio import save_png
+    from training.vis.sampler import Sampler, make_labels
+
+    sampler = Sampler(Gs, args.batch_size, args.noise_mode, args.ratio, args.compile)
+    labels = make_labels(Gs.label_dim, len(ids), args.class_idx, ids)
+    with tqdm(total=len(ids), desc="generating", unit="img", disable=args.no_progress) as bar:
+        for start in range(0, len(ids), args.batch_size):
+            sl = slice(start, start + args.batch_size)
+            images = sampler.generate(z[sl], labels[sl], args.truncation_psi, seed=ids[start])["images"]
+            for img, i in zip(images, ids[sl]):
+                save_png(os.path.join(args.output_dir, f"sample_{i:06d}.png"), img)
+            bar.update(len(images))
+    return len(ids)
+
+
+def run(args: argparse.Namespace) -> None:
+    """Everything after argument parsing (may raise UserError)."""
+    _check_args(args)
+    if args.gpus is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = args.gpus
+    from dnnlib.tflib.catalog import resolve_network_path
+
+    path = resolve_network_path(args.model)  # missing files / unknown names fail here, before TF starts
+    with quiet_native_stderr():
+        import tensorflow as tf
+
+        tf.config.list_logical_devices()
+    from training.snapshot import load_networks
+    from training.visualize import VisOptions, class_idx_bad, run_vis
+
+    Gs = load_networks(path).Gs
+    if class_idx_bad(Gs, args.class_idx):
+        raise UserError(f"--class {args.class_idx}: the model has {Gs.label_dim} classes" if Gs.label_dim
+                        else "--class: the model is unconditional; omit --class")
+    K, d = Gs.latent_shape
+    print(f"Loaded {args.model}: {Gs.resolution}x{Gs.resolution}, z [{K}, {d}], "
+          f"{Gs.num_attention_layers} attention layers, {Gs.label_dim} classes")
+    if args.export:
+        from training.export import export_saved_model
+
+        export_saved_model(Gs, args.export)
+        print(f"Exported a SavedModel to {args.export}")
+        if args.images_num is None and args.seeds is None and args.latents is None and not _vis_kinds(args):
+            return
+    z, ids = _latents(args, (K, d))
+    os.makedirs(args.output_dir, exist_ok=True)
+    count = write_samples(Gs, args, z, ids)
+    kinds = _vis_kinds(args)
+    opts = VisOptions(args.vis_rich_num, args.vis_section_size, args.blending_alpha, args.interpolation_density,
+                      args.ratio, args.batch_size, args.truncation_psi, args.vis_grid, args.noise_mode,
+                      args.class_idx, None, 100, not args.no_progress, args.compile)
+    index = run_vis(Gs, args.output_dir, kinds, z, ids, opts)
+    first = f"sample_{ids[0]:06d}.png" if ids else "nothing"
+    print(f"Wrote {count} images to {os.path.abspath(args.output_dir)} ({first} ...)"
+          + (f" and visualizations: {', '.join(sorted(kinds))}" if kinds else ""))
+    print(f"Overview: {os.path.abspath(index)}")
+
+
+def _vis_kinds(args: argparse.Namespace) -> set[str]:
+    return {kind for flag, kind in VIS_FLAGS.items() if getattr(args, flag)}
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """CLI entry point; returns the exit status (2 for user errors, printed as one line)."""
+    args = build_parser().parse_args(argv)
+    try:
+        run(args)
+    except UserError as exc:
+        print(f"generate.py: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
