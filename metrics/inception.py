@@ -86,6 +86,8 @@ def params_from_graph_def(graph_def: "tf.compat.v1.GraphDef") -> Tuple[Dict[str,
             params[f"{key}.gamma"] = const(f"{bn}/gamma")
         _check_conv_attrs(nodes.get(f"{scope}/Conv2D"), key)
     logits_w = const("softmax/weights") if "softmax/weights" in consts else None
+    if logits_w is not None and logits_w.shape == (NUM_CLASSES, FEATURE_DIM):
+        logits_w = logits_w.T
     logits_b = const("softmax/biases") if "softmax/biases" in consts else None
     return params, logits_w, logits_b
 

@@ -192,11 +192,16 @@ _STRATEGY_SCRIPT = textwrap.dedent("""
     assert dist.shape == (20, 16, 16, 3), dist.shape
     assert np.array_equal(dist, plain)
     assert len(seen) >= 2, seen
+    from metrics import ppl
+    sq = lambda a, b: tf.reduce_sum(tf.square(a - b), axis=[1, 2, 3])
+    v_dist = ppl.compute_ppl(TinyG(), sq, 16, space="z", batch_size=4, seed=1, strategy=strategy)
+    v_plain = ppl.compute_ppl(TinyG(), sq, 16, space="z", batch_size=8, seed=1)
+    assert abs(v_dist - v_plain) <= 1e-4 * abs(v_plain), (v_dist, v_plain)
     print("OK")
 """)
 
 
-def test_generation_runs_on_all_replicas_of_a_strategy():
+def test_generation_and_ppl_run_on_all_replicas_of_a_strategy():
     root = Path(__file__).resolve().parent
     out = subprocess.run([sys.executable, "-c", _STRATEGY_SCRIPT, str(root), str(root.parent)],
                          capture_output=True, text=True, timeout=300)
