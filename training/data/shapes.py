@@ -213,26 +213,30 @@ def _pair_distances(objs: _Objects, rows: np.ndarray, o: tuple, d: tuple) -> np.
     return t
 
 
-def _screen_rect(lo: np.ndarray, hi: np.ndarray, size: int) -> np.ndarray:
-    """Flat pixel indices of the screen rectangle covering the projection of a world box [lo, hi]."""
+def _screen_rects(lo: np.ndarray, hi: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(row, flat pixel) pairs covering, per row, the screen rectangle of the world box [lo[row], hi[row]].
+
+    Args:
+        lo: box minima `[N, 3]`.
+        hi: box maxima `[N, 3]`.
+        size: render side (pixels are indexed y * size + x).
+    """
     forward, right, up = CAMERA_BASIS
-    corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
-    corners = corners - CAMERA_POS
+    pick = np.array([[i >> 2 & 1, i >> 1 & 1, i & 1] for i in range(8)], bool)  # the 8 corners
+    corners = np.where(pick[None], hi[:, None], lo[:, None]) - CAMERA_POS  # [N, 8, 3]
     scale = TAN_HALF_FOV * (corners @ forward)
     x = ((corners @ right) / scale + 1.0) * 0.5 * size
     y = (1.0 - (corners @ up) / scale) * 0.5 * size
-    x0, x1 = max(int(np.floor(x.min())) - 1, 0), min(int(np.ceil(x.max())) + 1, size)
-    y0, y1 = max(int(np.floor(y.min())) - 1, 0), min(int(np.ceil(y.max())) + 1, size)
-    if x0 >= x1 or y0 >= y1:
-        return np.zeros(0, np.int64)
-    return (np.arange(y0, y1)[:, None] * size + np.arange(x0, x1)[None, :]).reshape(-1)
-
-
-def _rect_pairs(rects: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """(row, pixel) pairs from one pixel-index array per object row."""
-    rows = np.repeat(np.arange(len(rects)), [len(r) for r in rects])
-    pix = np.concatenate(rects) if rects else np.zeros(0, np.int64)
-    return rows, pix
+    x0 = np.clip(np.floor(x.min(axis=1)).astype(np.int64) - 1, 0, size)
+    x1 = np.clip(np.ceil(x.max(axis=1)).astype(np.int64) + 1, 0, size)
+    y0 = np.clip(np.floor(y.min(axis=1)).astype(np.int64) - 1, 0, size)
+    y1 = np.clip(np.ceil(y.max(axis=1)).astype(np.int64) + 1, 0, size)
+    width, height = np.maximum(x1 - x0, 0), np.maximum(y1 - y0, 0)
+    counts = width * height
+    rows = np.repeat(np.arange(len(lo)), counts)
+    local = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    w = np.maximum(width[rows], 1)
+    return rows, (y0[rows] + local // w) * size + x0[rows] + local % w
 
 
 def _nearest_primary(objs: _Objects, batch: int, size: int, dirs: np.ndarray) -> tuple:
@@ -247,8 +251,8 @@ def _nearest_primary(objs: _Objects, batch: int, size: int, dirs: np.ndarray) ->
     Returns:
         (t `[B, P]`, inf where no object is hit; object row `[B, P]`, valid where t is finite).
     """
-    centre = np.stack([objs.cx, objs.cy, objs.cz], axis=1)
-    rows, pix = _rect_pairs([_screen_rect(c - b, c + b, size) for c, b in zip(centre, objs.bound)])
+    centre = np.stack([objs.cx, objs.cy, objs.cz], axis=1).astype(np.float64)
+    rows, pix = _screen_rects(centre - objs.bound[:, None], centre + objs.bound[:, None], size)
     origin = tuple(np.full(rows.shape, v, np.float32) for v in CAMERA_POS)
     t = _pair_distances(objs, rows, origin, tuple(dirs[i][pix] for i in range(3)))
     hit = np.isfinite(t)
@@ -265,51 +269,84 @@ def _nearest_primary(objs: _Objects, batch: int, size: int, dirs: np.ndarray) ->
     return t_best.reshape(batch, -1), row_best.reshape(batch, -1)
 
 
-def _shadow_box(centre: np.ndarray, bound: float, light: np.ndarray, light_radius: float) -> tuple:
-    """World box holding every point whose shadow rays towards a disk light can hit a bounding sphere.
+def _shadow_boxes(centre: np.ndarray, bound: np.ndarray, light: np.ndarray,
+                  light_radius: float) -> tuple[np.ndarray, np.ndarray]:
+    """World boxes `[N, 3]` (lo, hi) holding every point whose shadow rays towards a disk light can hit
+    a bounding sphere (centre `[N, 3]`, radius `[N]`, light centre `[N, 3]`).
 
     Such points lie between the sphere and its (penumbra-widened) shadow on the floor.
     """
-    scale = light[2] / max(light[2] - centre[2], 1e-3)  # light -> floor over light -> centre
-    floor_centre = light + (centre - light) * scale
-    dist = np.linalg.norm(centre - light)
-    incidence = light[2] / np.linalg.norm(floor_centre - light)
-    reach = (bound * scale * dist / np.sqrt(max(dist * dist - bound * bound, 1e-6)) + light_radius * (scale - 1.0))
-    reach = 1.1 * reach / max(incidence, 0.2) + 0.05
-    lo = np.minimum(centre - bound, floor_centre - reach)
-    hi = np.maximum(centre + bound, floor_centre + reach)
-    return np.array([lo[0], lo[1], 0.0]), np.array([hi[0], hi[1], centre[2] + bound])
+    scale = light[:, 2] / np.maximum(light[:, 2] - centre[:, 2], 1e-3)  # light -> floor over light -> centre
+    floor_centre = light + (centre - light) * scale[:, None]
+    dist = np.linalg.norm(centre - light, axis=1)
+    incidence = light[:, 2] / np.linalg.norm(floor_centre - light, axis=1)
+    reach = bound * scale * dist / np.sqrt(np.maximum(dist * dist - bound * bound, 1e-6)) + light_radius * (scale - 1)
+    reach = (1.1 * reach / np.maximum(incidence, 0.2) + 0.05)[:, None]
+    lo = np.minimum(centre - bound[:, None], floor_centre - reach)
+    hi = np.maximum(centre + bound[:, None], floor_centre + reach)
+    lo[:, 2], hi[:, 2] = 0.0, centre[:, 2] + bound
+    return lo, hi
 
 
-def _shadow_candidates(objs: _Objects, size: int, p: tuple, to_light: tuple, light: np.ndarray,
-                       light_dist: np.ndarray, light_radius: float) -> tuple[np.ndarray, np.ndarray]:
-    """(object row, flat pixel) pairs whose shadow rays towards a disk light may hit that object.
+def _shadow_candidates(objs: _Objects, resolution: int, points: "ShadingPoints", to_light: tuple,
+                       light: np.ndarray, light_dist: np.ndarray, light_radius: float) -> tuple[np.ndarray, np.ndarray]:
+    """(object row, shading point) pairs whose shadow rays towards a disk light may hit that object.
 
     Args:
         objs: flattened objects of B scenes.
-        size: render side (P = size * size).
-        p: surface points, 3 arrays `[B, P]`.
-        to_light: unit directions to the light centre, 3 arrays `[B, P]`.
+        resolution: output side R (candidates are found per output pixel, then expanded to its points).
+        points: the M shading points.
+        to_light: unit directions to the light centre, 3 arrays `[M]`.
         light: light centres `[B, 3]`.
-        light_dist: distance to the light centre `[B, P]`.
+        light_dist: distance to the light centre `[M]`.
         light_radius: radius of the light disk.
 
     Returns:
-        (rows `[M]`, flat pixel indices `[M]` into `[B * P]`).
+        (rows `[K]`, shading-point indices `[K]`).
     """
-    centre = np.stack([objs.cx, objs.cy, objs.cz], axis=1)
-    rects = [_screen_rect(*_shadow_box(c, b, light[i], light_radius), size)
-             for c, b, i in zip(centre, objs.bound, objs.image)]
-    rows, pix = _rect_pairs(rects)
-    flat = objs.image[rows] * p[0].shape[1] + pix
-    pf = tuple(a.reshape(-1)[flat] for a in p)
-    vx, vy, vz = objs.cx[rows] - pf[0], objs.cy[rows] - pf[1], objs.cz[rows] - pf[2]
-    along = vx * to_light[0].reshape(-1)[flat] + vy * to_light[1].reshape(-1)[flat] + \
-        vz * to_light[2].reshape(-1)[flat]
+    centre = np.stack([objs.cx, objs.cy, objs.cz], axis=1).astype(np.float64)
+    lo, hi = _shadow_boxes(centre, objs.bound.astype(np.float64), light[objs.image].astype(np.float64), light_radius)
+    rows, at = points.pairs(objs, *_screen_rects(lo, hi, resolution))
+    vx, vy, vz = objs.cx[rows] - points.p[0][at], objs.cy[rows] - points.p[1][at], objs.cz[rows] - points.p[2][at]
+    along = vx * to_light[0][at] + vy * to_light[1][at] + vz * to_light[2][at]
     perp2 = vx * vx + vy * vy + vz * vz - along * along
-    reach = objs.bound[rows] + light_radius * np.maximum(along, 0.0) / light_dist.reshape(-1)[flat] + 1e-2
+    reach = objs.bound[rows] + light_radius * np.maximum(along, 0.0) / light_dist[at] + 1e-2
     keep = (along > -objs.bound[rows]) & (perp2 < reach * reach)
-    return rows[keep], flat[keep]
+    return rows[keep], at[keep]
+
+
+@dataclass
+class ShadingPoints:
+    """The M sub-pixels that are shaded: every sub-pixel of blocks that straddle an edge, one per other block.
+
+    Attributes:
+        resolution: output side R.
+        flat: indices into the batch's sub-pixels `[B * P]`, `[M]`.
+        index_of: inverse map `[B * P]` (-1 for sub-pixels that copy their block's first sub-pixel).
+        block_points: shading points of each output pixel `[B * R * R, SUPERSAMPLE**2]` (-1 = none).
+        image, pix: image index and sub-pixel index within the image, `[M]` each.
+        on_obj: whether the point is on an object (else the floor), `[M]`.
+        row: object row of object points, `[M]`.
+        p: surface points, 3 arrays `[M]`.
+        n: unit normals, 3 arrays `[M]`.
+    """
+
+    resolution: int
+    flat: np.ndarray
+    index_of: np.ndarray
+    block_points: np.ndarray
+    image: np.ndarray
+    pix: np.ndarray
+    on_obj: np.ndarray
+    row: np.ndarray
+    p: tuple
+    n: tuple
+
+    def pairs(self, objs: _Objects, rows: np.ndarray, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Expands (object row, output pixel of that row's image) pairs to (row, shading point) pairs."""
+        points = self.block_points[objs.image[rows] * self.resolution ** 2 + pixels]  # [K, SS^2]
+        keep = points >= 0
+        return np.broadcast_to(rows[:, None], points.shape)[keep], points[keep]
 
 
 def _normals(objs: _Objects, row: np.ndarray, p: tuple) -> tuple:

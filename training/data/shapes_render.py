@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from functools import lru_cache
 from typing import Iterator
 
@@ -36,48 +37,80 @@ def _normalize(v: tuple) -> tuple:
     return tuple(c * inv for c in v)
 
 
-def _visibility(objs: geo._Objects, scenes: list[geo.Scene], p: tuple, n: tuple, offsets: np.ndarray) -> tuple:
-    """Soft-shadow visibility `[B, P]` in [0, 1] and unit directions to the light centre at points p.
+def _visibility(objs: geo._Objects, scenes: list[geo.Scene], points: geo.ShadingPoints,
+                offsets: np.ndarray) -> tuple:
+    """Soft-shadow visibility `[M]` in [0, 1] and unit directions to the light centre at the shading points.
 
-    Only (object, pixel) pairs whose shadow rays can come near the object are traced.
+    Only (object, point) pairs whose shadow rays can come near the object are traced.
     """
-    batch, num_pixels = p[0].shape
     light = np.stack([s.light for s in scenes]).astype(np.float32)  # [B, 3]
-    origin = tuple(p[i] + n[i] * 2e-3 for i in range(3))
-    vec = tuple(light[:, i:i + 1] - origin[i] for i in range(3))
+    origin = tuple(points.p[i] + points.n[i] * 2e-3 for i in range(3))
+    vec = tuple(light[points.image, i] - origin[i] for i in range(3))
     dist = np.sqrt(_dot(vec, vec))
     to_centre = tuple(c / dist for c in vec)
-    rows, flat = geo._shadow_candidates(objs, int(round(num_pixels ** 0.5)), origin, to_centre, light, dist,
-                                         geo.LIGHT_RADIUS)
-    visible = np.full(batch * num_pixels, float(len(offsets)), np.float32)
+    shaded = points.flat.shape[0]
+    rows, at = geo._shadow_candidates(objs, points.resolution, dataclasses.replace(points, p=origin), to_centre,
+                                      light, dist, geo.LIGHT_RADIUS)
+    visible = np.full(shaded, float(len(offsets)), np.float32)
     if rows.size:
-        o = tuple(origin[i].reshape(-1)[flat] for i in range(3))
-        img, pix = objs.image[rows], flat % num_pixels
+        o = tuple(origin[i][at] for i in range(3))
+        img, pix = objs.image[rows], points.pix[at]
         for sample in offsets:  # [3, P]
             target = tuple(light[img, i] + sample[i][pix] - o[i] for i in range(3))
             length = np.sqrt(_dot(target, target))
             hit = geo._pair_distances(objs, rows, o, tuple(c / length for c in target)) < length
-            visible -= np.bincount(flat[hit], minlength=batch * num_pixels) > 0
-    return (visible / len(offsets)).reshape(batch, num_pixels), to_centre
+            visible -= np.bincount(at[hit], minlength=shaded) > 0
+    return visible / len(offsets), to_centre
 
 
-def _floor_occlusion(objs: geo._Objects, batch: int, size: int, floor: tuple) -> np.ndarray:
-    """Ambient occlusion `[B * P]` of the floor points `floor` (3 arrays `[P]`) by nearby objects.
+def _floor_occlusion(objs: geo._Objects, points: geo.ShadingPoints) -> np.ndarray:
+    """Ambient occlusion `[M]` of floor points by nearby objects (each treated as a sphere); 1 elsewhere.
 
-    Each object acts as a sphere of its size; its effect fades to zero at `AO_REACH` radii.
+    An object's effect fades to zero at `AO_REACH` radii from its centre.
     """
-    num_pixels = size * size
-    rects = [geo._screen_rect(np.array([x - AO_REACH * r, y - AO_REACH * r, 0.0]),
-                              np.array([x + AO_REACH * r, y + AO_REACH * r, 0.0]), size)
-             for x, y, r in zip(objs.cx, objs.cy, objs.r)]
-    rows, pix = geo._rect_pairs(rects)
-    vx, vy, vz = objs.cx[rows] - floor[0][pix], objs.cy[rows] - floor[1][pix], objs.cz[rows]
+    reach = (AO_REACH * objs.r).astype(np.float64)
+    lo = np.stack([objs.cx - reach, objs.cy - reach, np.zeros_like(reach)], axis=1)
+    hi = lo + np.stack([2 * reach, 2 * reach, np.zeros_like(reach)], axis=1)
+    rows, at = points.pairs(objs, *geo._screen_rects(lo, hi, points.resolution))
+    keep = ~points.on_obj[at]
+    rows, at = rows[keep], at[keep]
+    vx, vy, vz = objs.cx[rows] - points.p[0][at], objs.cy[rows] - points.p[1][at], objs.cz[rows]
     horizontal2 = vx * vx + vy * vy
     dist2 = horizontal2 + vz * vz
     fade = np.maximum(1.0 - horizontal2 / (AO_REACH * objs.r[rows]) ** 2, 0.0)
     occ = np.minimum(0.9 * objs.r[rows] ** 2 * vz / (dist2 * np.sqrt(dist2)) * fade, 0.9)
-    log_ao = np.bincount(objs.image[rows] * num_pixels + pix, weights=np.log1p(-occ), minlength=batch * num_pixels)
+    log_ao = np.bincount(at, weights=np.log1p(-occ), minlength=points.flat.shape[0])
     return np.exp(log_ao).astype(np.float32)
+
+
+def _shading_points(objs: geo._Objects, batch: int, resolution: int, dirs: np.ndarray) -> geo.ShadingPoints:
+    """Casts primary rays and selects the sub-pixels to shade (see `geo.ShadingPoints`)."""
+    ss, size = geo.SUPERSAMPLE, resolution * geo.SUPERSAMPLE
+    num_pixels = size * size
+    cam = geo.CAMERA_POS.astype(np.float32)
+    t_obj, row = geo._nearest_primary(objs, batch, size, dirs)
+    t_floor = -cam[2] / np.minimum(dirs[2], -1e-6)  # the camera looks down: every ray meets the floor
+    on_obj = t_obj < t_floor[None]
+    blocks = np.where(on_obj, row, -1).reshape(batch, resolution, ss, resolution, ss)
+    select = np.broadcast_to(~(blocks == blocks[:, :, :1, :, :1]).all(axis=(2, 4))[:, :, None, :, None],
+                             blocks.shape).copy()
+    select[:, :, 0, :, 0] = True
+    flat = np.nonzero(select.reshape(-1))[0]
+    index_of = np.full(batch * num_pixels, -1, np.int64)
+    index_of[flat] = np.arange(flat.shape[0])
+    block_points = index_of.reshape(batch, resolution, ss, resolution, ss).transpose(0, 1, 3, 2, 4)
+    block_points = block_points.reshape(batch * resolution * resolution, ss * ss)
+    image, pix = np.divmod(flat, num_pixels)
+    obj = on_obj.reshape(-1)[flat]
+    hit_row = row.reshape(-1)[flat]
+    t = np.where(obj, t_obj.reshape(-1)[flat], t_floor[pix])
+    p = tuple(cam[i] + t * dirs[i][pix] for i in range(3))
+    p = (p[0], p[1], np.where(obj, p[2], 0.0).astype(np.float32))
+    n = [np.zeros(flat.shape, np.float32), np.zeros(flat.shape, np.float32), np.ones(flat.shape, np.float32)]
+    idx = np.nonzero(obj)[0]
+    for axis, values in enumerate(geo._normals(objs, hit_row[idx], tuple(a[idx] for a in p))):
+        n[axis][idx] = values
+    return geo.ShadingPoints(resolution, flat, index_of, block_points, image, pix, obj, hit_row, p, tuple(n))
 
 
 def render(scenes: list[geo.Scene], resolution: int) -> np.ndarray:
@@ -90,41 +123,29 @@ def render(scenes: list[geo.Scene], resolution: int) -> np.ndarray:
     Returns:
         uint8 `[B, R, R, 3]` sRGB images.
     """
-    size = resolution * geo.SUPERSAMPLE
     dirs, offsets = _rays(resolution)
-    batch, num_pixels = len(scenes), size * size
+    batch = len(scenes)
     objs = geo._Objects(scenes)
-    cam = geo.CAMERA_POS.astype(np.float32)
-    t_obj, row = geo._nearest_primary(objs, batch, size, dirs)
-    t_floor = -cam[2] / np.minimum(dirs[2], -1e-6)  # the camera looks down: every ray meets the floor
-    floor = (cam[0] + t_floor * dirs[0], cam[1] + t_floor * dirs[1], np.zeros(num_pixels, np.float32))
-    on_obj = (t_obj < t_floor[None]).reshape(-1)
-    idx = np.nonzero(on_obj)[0]
-    pix, row = idx % num_pixels, row.reshape(-1)[idx]
-    p_obj = tuple(cam[i] + t_obj.reshape(-1)[idx] * dirs[i][pix] for i in range(3))
-    n_obj = geo._normals(objs, row, p_obj)
-    p, n = [], []
-    for i in range(3):
-        p.append(np.tile(floor[i], batch))
-        p[i][idx] = p_obj[i]
-        n.append(np.full(batch * num_pixels, float(i == 2), np.float32))
-        n[i][idx] = n_obj[i]
-    vis, l_dir = _visibility(objs, scenes, tuple(a.reshape(batch, -1) for a in p),
-                             tuple(a.reshape(batch, -1) for a in n), offsets)
-    vis, l_dir = vis.reshape(-1), tuple(a.reshape(-1) for a in l_dir)
-    ao = _floor_occlusion(objs, batch, size, floor)
-    color = np.empty((batch * num_pixels, 3), np.float32)
+    points = _shading_points(objs, batch, resolution, dirs)
+    vis, l_dir = _visibility(objs, scenes, points, offsets)
+    ao = _floor_occlusion(objs, points)
     floor_light = AMBIENT * ao + KEY_LIGHT * np.maximum(l_dir[2], 0.0) * vis + FILL_LIGHT * FILL_DIR[2]
-    color[:] = (geo.FLOOR_ALBEDO * floor_light)[:, None]
+    color = np.repeat((geo.FLOOR_ALBEDO * floor_light)[:, None], 3, axis=1).astype(np.float32)
+    idx = np.nonzero(points.on_obj)[0]
+    pix = points.pix[idx]
     view = tuple(-dirs[i][pix] for i in range(3))
-    color[idx] = _shade_objects(objs, row, n_obj, view, tuple(a[idx] for a in l_dir), vis[idx])
-    linear = color.reshape(batch, resolution, geo.SUPERSAMPLE, resolution, geo.SUPERSAMPLE, 3).mean(axis=(2, 4))
+    color[idx] = _shade_objects(objs, points.row[idx], tuple(a[idx] for a in points.n), view,
+                                tuple(a[idx] for a in l_dir), vis[idx])
+    linear = color[points.block_points[:, 0]]  # uniform blocks: their single shaded point
+    edges = np.nonzero(points.block_points[:, 1] >= 0)[0]  # edge blocks: the mean of all their points
+    linear[edges] = color[points.block_points[edges]].mean(axis=1)
+    linear = linear.reshape(batch, resolution, resolution, 3)
     return np.clip(np.rint(np.clip(linear, 0.0, 1.0) ** (1 / 2.2) * 255.0), 0, 255).astype(np.uint8)
 
 
 def _shade_objects(objs: geo._Objects, row: np.ndarray, n: tuple, view: tuple, l_dir: tuple,
                    vis: np.ndarray) -> np.ndarray:
-    """Linear RGB `[M, 3]` of M object pixels: Lambert key + fill + ambient, Blinn-Phong, metal reflection."""
+    """Linear RGB `[M, 3]` of M object points: Lambert key + fill + ambient, Blinn-Phong, metal reflection."""
     ndl = np.maximum(_dot(n, l_dir), 0.0)
     fill = np.maximum(_dot(n, tuple(FILL_DIR.astype(np.float32))), 0.0)
     half = _normalize(tuple(l_dir[i] + view[i] for i in range(3)))
