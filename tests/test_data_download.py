@@ -1,5 +1,5 @@
-"""Catalog downloads against a loopback HTTP server: resume after an interruption, md5 checks, the Google
-Drive confirmation page, local copies; zip extraction safety; installing original-format TFRecords."""
+"""Catalog downloads against a loopback HTTP server (through dnnlib.util.open_url): resume after an
+interrupted run, md5 checks, re-use, local copies; zip extraction safety; installing original TFRecords."""
 
 import hashlib
 import http.server
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from dnnlib.util import UserError
-from training.data import archive, catalog, download
+from training.data import archive, catalog
 from training.dataset import open_dataset
 
 PAYLOAD = np.random.default_rng(0).integers(0, 256, 300_000, dtype=np.uint8).tobytes()
@@ -22,9 +22,8 @@ class _Server(http.server.ThreadingHTTPServer):
 
     def __init__(self):
         super().__init__(("127.0.0.1", 0), _Handler)
-        self.cut_next = False  # drop the connection half-way through the next file response
+        self.cut = 0  # drop the connection half-way through this many next file responses
         self.ranges: list[str | None] = []
-        self.confirm_page = False
 
     @property
     def url(self):
@@ -37,24 +36,6 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):  # noqa: N802 - http.server API
         server = self.server
-        if self.path.startswith("/uc") and server.confirm_page and "confirm=" not in self.path:
-            page = (f'<html><body><form id="download-form" action="{server.url}/uc" method="get">'
-                    '<input type="hidden" name="id" value="abc"><input type="hidden" name="confirm" value="t">'
-                    '<input type="hidden" name="uuid" value="u1"></form></body></html>').encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
-            self.send_header("Content-Length", str(len(page)))
-            self.end_headers()
-            self.wfile.write(page)
-            return
-        if self.path.startswith("/quota"):
-            page = b"<html>Too many users have viewed or downloaded this file recently.</html>"
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(page)))
-            self.end_headers()
-            self.wfile.write(page)
-            return
         header = self.headers.get("Range")
         server.ranges.append(header)
         start = int(header.split("=")[1].rstrip("-")) if header else 0
@@ -65,8 +46,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if header:
             self.send_header("Content-Range", f"bytes {start}-{len(PAYLOAD) - 1}/{len(PAYLOAD)}")
         self.end_headers()
-        if server.cut_next:
-            server.cut_next = False
+        if server.cut:
+            server.cut -= 1
             self.wfile.write(body[: len(body) // 2])
             self.wfile.flush()
             self.connection.shutdown(2)
@@ -84,53 +65,41 @@ def server():
     srv.server_close()
 
 
-def test_interrupted_download_resumes(tmp_path, server):
-    dest = tmp_path / "downloads" / "file.bin"
-    server.cut_next = True
-    with pytest.raises(UserError, match="download interrupted after .* run the same command again to resume"):
-        download.download(f"{server.url}/file.bin", dest, MD5, progress=False)
-    part = dest.with_name("file.bin.part")
-    kept = part.stat().st_size
-    assert 0 < kept < len(PAYLOAD) and not dest.exists()
-    download.download(f"{server.url}/file.bin", dest, MD5, progress=False)
-    assert dest.read_bytes() == PAYLOAD and not part.exists()
-    assert server.ranges[-1] == f"bytes={kept}-"  # asked only for the missing bytes
+def _entry(url, md5=MD5, name="file.bin", kind=catalog.FILE):
+    return catalog.CatalogEntry("t", url, md5, name, kind, "1 KB", "1 KB", 1, 1.0, 1, 8, 10.0)
+
+
+def test_interrupted_catalog_download_resumes_on_the_next_run(tmp_path, server):
+    entry = _entry(f"{server.url}/file.bin")
+    server.cut = 10  # every attempt of this run is cut half-way
+    with pytest.raises(UserError, match="are kept in .*: run the same command again to resume"):
+        catalog.fetch(entry, tmp_path, None, progress=False)
+    partial = next((tmp_path / "downloads").glob("*.partial"))
+    kept = partial.stat().st_size
+    assert 0 < kept < len(PAYLOAD)
+    server.cut = 0
+    path = catalog.fetch(entry, tmp_path, None, progress=False)
+    assert path.read_bytes() == PAYLOAD and path.name.endswith("file.bin")
+    assert server.ranges[-1] is not None and int(server.ranges[-1][6:-1]) >= kept  # asked only for the rest
     requests_before = len(server.ranges)
-    download.download(f"{server.url}/file.bin", dest, MD5, progress=False)  # complete: re-used, not fetched
+    assert catalog.fetch(entry, tmp_path, None, progress=False) == path  # complete: re-used, not fetched
     assert len(server.ranges) == requests_before
 
 
-def test_md5_mismatch_deletes_the_download(tmp_path, server):
-    dest = tmp_path / "f.bin"
-    with pytest.raises(UserError, match="md5 mismatch"):
-        download.download(f"{server.url}/f.bin", dest, "0" * 32, progress=False)
-    assert not dest.exists() and not dest.with_name("f.bin.part").exists()
-
-
-def test_google_drive_style_confirmation_page_is_followed(tmp_path, server):
-    server.confirm_page = True
-    dest = tmp_path / "g.bin"
-    download.download(f"{server.url}/uc?id=abc", dest, MD5, progress=False)
-    assert dest.read_bytes() == PAYLOAD
-    with pytest.raises(UserError, match="web page instead of the file.*--source"):
-        download.download(f"{server.url}/quota", tmp_path / "q.bin", MD5, progress=False)
-
-
-def test_gdrive_url_adds_export_download():
-    url = download.gdrive_url("https://drive.google.com/uc?id=XYZ")
-    assert "id=XYZ" in url and "export=download" in url
-    assert download.gdrive_url("http://example.org/a?id=1") == "http://example.org/a?id=1"
+def test_md5_mismatch_is_refused(tmp_path, server):
+    with pytest.raises(UserError, match="md5"):
+        catalog.fetch(_entry(f"{server.url}/f.bin", md5="0" * 32), tmp_path, None, progress=False)
+    assert not any(p.name.endswith("f.bin") for p in (tmp_path / "downloads").iterdir())
 
 
 def test_local_copy_is_checked(tmp_path):
     src = tmp_path / "mine.bin"
     src.write_bytes(PAYLOAD)
-    dest = download.use_local_copy(src, tmp_path / "downloads" / "x.bin", MD5)
-    assert dest.read_bytes() == PAYLOAD
-    with pytest.raises(UserError, match="md5 differs"):
-        download.use_local_copy(src, tmp_path / "downloads" / "y.bin", "f" * 32)
-    with pytest.raises(UserError, match="no such file"):
-        download.use_local_copy(tmp_path / "nope", tmp_path / "z.bin", MD5)
+    assert catalog.fetch(_entry("http://unused.invalid/x"), tmp_path, str(src), progress=False) == src
+    with pytest.raises(UserError, match="md5"):
+        catalog.fetch(_entry("http://unused.invalid/x", md5="f" * 32), tmp_path, str(src), progress=False)
+    with pytest.raises(UserError, match="not found"):
+        catalog.fetch(_entry("http://unused.invalid/x"), tmp_path, str(tmp_path / "nope"), progress=False)
 
 
 def test_catalog_matches_spec():
@@ -171,7 +140,7 @@ def test_install_zipped_original_tfrecords(tmp_path):
     with zipfile.ZipFile(zip_path, "w") as zf:
         for p in sorted((tmp_path / "src").rglob("*.tfrecords*")):
             zf.write(p, p.relative_to(tmp_path / "src").as_posix())
-    md5 = download.file_md5(zip_path, progress=False)
+    md5 = hashlib.md5(zip_path.read_bytes()).hexdigest()
     entry = catalog.CatalogEntry("clevr", "http://unused.invalid/clevr.zip", md5, "clevr.zip", catalog.TFRECORD_ZIP,
                                  "1 KB", "1 KB", 5, 0.75, 2, 8, 40.0)
     data_dir = tmp_path / "ds"
@@ -183,4 +152,20 @@ def test_install_zipped_original_tfrecords(tmp_path):
     np.testing.assert_array_equal(got, images)
     with pytest.raises(UserError, match="already exists"):
         catalog.install_tfrecords(entry, downloaded, data_dir, overwrite=False, progress=False)
-    assert sorted(p.name for p in data_dir.iterdir()) == ["clevr", "downloads"]
+    assert sorted(p.name for p in data_dir.iterdir()) == ["clevr"]  # --source is used in place
+
+
+def test_install_single_original_tfrecord_file(tmp_path):
+    from test_data_loader import _write_original
+
+    images = np.random.default_rng(2).integers(0, 256, (3, 8, 8, 3), dtype=np.uint8)
+    _write_original(tmp_path / "src", "ffhq", images, shards=1)
+    src = tmp_path / "src" / "ffhq-r03.tfrecords1of1"
+    md5 = hashlib.md5(src.read_bytes()).hexdigest()
+    entry = catalog.CatalogEntry("ffhq", "http://unused.invalid/ffhq-r03.tfrecords1of1", md5, src.name, catalog.FILE,
+                                 "1 KB", "1 KB", 3, 1.0, 1, 8, 10.0)
+    path = catalog.install_tfrecords(entry, catalog.fetch(entry, tmp_path / "ds", str(src), progress=False),
+                                     tmp_path / "ds", overwrite=False, progress=False)
+    ds = open_dataset(path)
+    assert (ds.name, ds.resolution, ds.num_images, ds.kind) == ("ffhq", 8, 3, "original")
+    assert src.exists()  # the user's file is linked or copied, never moved

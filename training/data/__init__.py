@@ -1,8 +1,7 @@
 """Dataset preparation library behind `prepare_data.py` (spec §4).
 
 Modules:
-    catalog     the paper's datasets (URLs, md5s, sizes, ratios, gammas).
-    download    resumable HTTP / Google-Drive downloads with md5 checks.
+    catalog     the paper's datasets (URLs, md5s, sizes, ratios, gammas), download and install.
     archive     zip checks and extraction that refuses escaping members.
     preprocess  spec §4.2 per-image preprocessing (crop to ratio, pad, Lanczos resize).
     sources     readers of custom images: folders, zips, npy, hdf5, lmdb, tfds.
@@ -10,5 +9,6 @@ Modules:
     records     the on-disk TFRecord layouts (ours and the original's).
     writer      atomic sharded TFRecord writer plus `dataset.json`.
     convert     the conversion pipeline with progress bar and summary.
-    shapes      the built-in procedurally rendered multi-object dataset.
+    shapes      the built-in procedurally rendered multi-object dataset (shapes_render: shading).
+    files, parallel  image file listing; an ordered thread-pool map.
 """

@@ -3,11 +3,13 @@
 ffhq, clevr and cityscapes are published as TFRecords in the original multi-resolution layout; they are
 installed as-is (one file, or unzipped) and read directly by `training.dataset`. bedrooms (LSUN) is an
 LMDB of encoded images, converted with the spec §4.2 preprocessing into our record format.
-Downloads are kept in `<data-dir>/downloads/` (resumable, md5-checked); `--source FILE` uses a local copy.
+Downloads go through `dnnlib.util.open_url` into `<data-dir>/downloads/` (resumable, md5-checked, Google
+Drive confirmation handled, completed downloads re-used); `--source FILE` uses a local copy instead.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 from dataclasses import dataclass
@@ -15,8 +17,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from dnnlib import util
 from dnnlib.util import UserError
-from training.data import archive, download, records
+from training.data import archive, records
 from training.data.writer import check_target, publish, staging_dir, write_json
 
 FILE, TFRECORD_ZIP, LMDB_ZIP = "tfrecord-file", "tfrecord-zip", "lmdb-zip"
@@ -76,11 +79,29 @@ FEW_IMAGES_WARNING = 50_000
 
 
 def fetch(entry: CatalogEntry, data_dir: Path, source: str | None, progress: bool = True) -> Path:
-    """The downloaded file of an entry in `<data_dir>/downloads/` (downloaded, resumed or linked from --source)."""
-    dest = data_dir / "downloads" / entry.file_name
+    """The md5-verified download of an entry: `--source FILE` if given, else downloaded (or resumed, or
+    re-used) into `<data_dir>/downloads/`.
+
+    Raises:
+        UserError: wrong md5, missing --source file, network failure (the partial file is kept), disk full.
+    """
     if source is not None:
-        return download.use_local_copy(source, dest, entry.md5)
-    return download.download(entry.url, dest, entry.md5, progress=progress)
+        return Path(util.open_url(str(source), md5=entry.md5, return_path=True))
+    cache = data_dir / "downloads"
+    try:
+        return Path(util.open_url(entry.url, cache_dir=str(cache), md5=entry.md5, return_path=True,
+                                  progress=progress, file_name=entry.file_name))
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise UserError(f"{cache}: disk full while downloading {entry.file_name}; free space and run the same "
+                            f"command again to resume (or use another --data-dir)") from exc
+        raise
+    except UserError as exc:
+        partial = util.cache_path_for(entry.url, str(cache), entry.file_name) + ".partial"
+        if os.path.isfile(partial) and os.path.getsize(partial) > 0:
+            raise UserError(f"{exc}; {os.path.getsize(partial) / 2**20:.1f} MiB are kept in {partial}: run the same "
+                            f"command again to resume") from exc
+        raise
 
 
 def _count_files(files: list[Path], progress: bool) -> list[int]:
@@ -97,9 +118,9 @@ def install_tfrecords(entry: CatalogEntry, downloaded: Path, data_dir: Path, ove
     try:
         if entry.kind == FILE:
             try:
-                os.link(downloaded, tmp / downloaded.name)
+                os.link(downloaded, tmp / entry.file_name)
             except OSError:
-                shutil.copyfile(downloaded, tmp / downloaded.name)
+                shutil.copyfile(downloaded, tmp / entry.file_name)
         else:
             archive.extract_zip(downloaded, tmp / "extract", progress)
             found = [p for p in (tmp / "extract").rglob("*") if records.LEGACY_PATTERN.match(p.name) and p.is_file()]
@@ -120,7 +141,7 @@ def install_tfrecords(entry: CatalogEntry, downloaded: Path, data_dir: Path, ove
 
 def extract_lmdb(entry: CatalogEntry, downloaded: Path, progress: bool = True) -> Path:
     """Unzips the LSUN LMDB next to its zip once (a marker file records a complete extraction)."""
-    folder = downloaded.parent / downloaded.name.removesuffix(".zip")
+    folder = downloaded.parent / entry.file_name.removesuffix(".zip")
     marker = folder / ".extracted"
     if marker.is_file():
         return folder
