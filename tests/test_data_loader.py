@@ -171,6 +171,9 @@ def test_image_folder(tmp_path):
     np.testing.assert_array_equal(_all(ds), np.stack(arrays))
     make_images(tmp_path / "pt" / "8", 2, size=(8, 8))  # PyTorch-version layout <dataset>/<resolution>/
     assert open_dataset(tmp_path / "pt", resolution=8).num_images == 2
+    make_images(tmp_path / "tif", 1, size=(8, 8), ext="tif")
+    with pytest.raises(UserError, match="img000.tif: TensorFlow cannot decode .tif files"):
+        open_dataset(tmp_path / "tif")
     make_images(tmp_path / "folder", 1, size=(12, 8), prefix="odd")
     with pytest.raises(UserError, match="odd000.png: images in .* are not all the same square power-of-two size"):
         open_dataset(tmp_path / "folder")

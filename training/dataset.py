@@ -28,6 +28,7 @@ from training.data.files import list_image_files
 
 DEFAULT_RATIOS = {"clevr": 0.75, "bedrooms": 188 / 256, "cityscapes": 0.5, "ffhq": 1.0}
 READ_BUFFER_BYTES = 8 << 20
+TF_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 
 
 @dataclass
@@ -265,6 +266,10 @@ def _open_images(folder: Path, resolution: int | None) -> Dataset | None:
     files, _ = list_image_files(folder)
     if not files:
         return None
+    undecodable = next((f for f in files if f.suffix.lower() not in TF_IMAGE_SUFFIXES), None)
+    if undecodable is not None:
+        raise UserError(f"{undecodable}: TensorFlow cannot decode {undecodable.suffix} files; convert the folder "
+                        f"with prepare_data.py --task NAME --images-dir {folder}")
     sizes: dict[tuple[int, int], Path] = {}
     for path in files:
         try:

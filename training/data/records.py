@@ -69,18 +69,6 @@ def encode_example(image: np.ndarray, encoding: str, label: np.ndarray | None = 
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
 
-def encode_legacy_example(image_chw: np.ndarray) -> bytes:
-    """Serializes one image in the original layout (`shape` = [C, H, W], `data` = raw CHW uint8)."""
-    import tensorflow as tf
-
-    arr = np.ascontiguousarray(image_chw, dtype=np.uint8)
-    feature = {
-        "shape": _int64_feature(list(arr.shape)),
-        "data": tf.train.Feature(bytes_list=tf.train.BytesList(value=[arr.tobytes()])),
-    }
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
-
-
 def read_meta(folder: str | Path) -> dict[str, Any] | None:
     """Reads `dataset.json` of a folder, or returns None when there is none.
 

@@ -149,7 +149,6 @@ class _Objects:
 
     def __init__(self, scenes: list[Scene]):
         self.image = np.concatenate([np.full(len(s.kinds), i) for i, s in enumerate(scenes)]).astype(np.int64)
-        self.slot = np.concatenate([np.arange(len(s.kinds)) for s in scenes]).astype(np.int64)
         self.kind = np.concatenate([s.kinds for s in scenes])
         pos = np.concatenate([s.centers for s in scenes]).astype(np.float32)
         self.r = np.concatenate([s.sizes for s in scenes]).astype(np.float32)
