@@ -12,6 +12,7 @@ Datasets are written to `<data-dir>/<name>/` (default `datasets/`); see README "
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 from pathlib import Path
@@ -84,7 +85,7 @@ def _prepare_catalog(name: str, args: argparse.Namespace) -> None:
         print(f"Installed {name} in {path} ({entry.images:,} images, ratio {entry.ratio:g}, gamma {entry.gamma:g}).")
         return
     _warn_few(args.max_images)
-    lmdb_dir = catalog.extract_lmdb(entry, downloaded)
+    lmdb_dir = catalog.extract_lmdb(entry, downloaded, data_dir)
     opts = convert.ConvertOptions(
         name=name, data_dir=data_dir, ratio=entry.ratio, resolution=args.resolution or entry.resolution,
         max_images=args.max_images, shards=args.shards_num if args.max_images else entry.shards,
@@ -139,6 +140,12 @@ def main(argv: list[str] | None = None) -> int:
         run(args)
     except UserError as exc:
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        print(f"error: {exc.filename or args.data_dir}: disk full; partial output deleted (downloads are kept and "
+              f"resume); free space or choose another --data-dir", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: partial output deleted (downloads resume on the next run)", file=sys.stderr)

@@ -212,3 +212,25 @@ def test_ctrl_c_during_conversion_leaves_nothing(tmp_path, capsys, monkeypatch):
     status, _, _ = run_cli(capsys, *_custom(tmp_path, tmp_path / "imgs"))
     assert status == 130 and len(calls) == 3
     assert_nothing_written(tmp_path / "ds", "mine")
+
+
+def test_disk_full_while_extracting_a_catalog_archive(tmp_path, capsys, monkeypatch):
+    import dataclasses
+    import hashlib
+    import shutil as shutil_module
+
+    from training.data import catalog
+
+    zip_path = tmp_path / "cityscapes.zip"
+    with zipfile.ZipFile(zip_path, "w") as zf:
+        zf.writestr("cityscapes/cityscapes-r03.tfrecords1of1", b"x" * 1000)
+    entry = dataclasses.replace(catalog.CATALOG["cityscapes"], md5=hashlib.md5(zip_path.read_bytes()).hexdigest())
+    monkeypatch.setitem(catalog.CATALOG, "cityscapes", entry)
+
+    def full(src, dst, length=0):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(shutil_module, "copyfileobj", full)
+    status, _, msgs = run_cli(capsys, "--cityscapes", "--source", str(zip_path), "--data-dir", str(tmp_path / "ds"))
+    assert status == 2 and len(msgs) == 1 and "disk full; partial output deleted" in msgs[0]
+    assert_nothing_written(tmp_path / "ds", "cityscapes")

@@ -169,3 +169,53 @@ def test_install_single_original_tfrecord_file(tmp_path):
     ds = open_dataset(path)
     assert (ds.name, ds.resolution, ds.num_images, ds.kind) == ("ffhq", 8, 3, "original")
     assert src.exists()  # the user's file is linked or copied, never moved
+
+
+def test_cli_catalog_flows_with_local_copies(tmp_path, capsys, monkeypatch):
+    """--cityscapes (zipped TFRecords) and --bedrooms (zipped LMDB, converted) end to end from --source files."""
+    import dataclasses
+    import io
+
+    import lmdb
+    from PIL import Image
+
+    from data_helpers import run_cli
+    from test_data_loader import _write_original
+
+    _write_original(tmp_path / "src" / "cityscapes", "cityscapes", np.zeros((2, 8, 8, 3), np.uint8), shards=1)
+    city_zip = tmp_path / "cityscapes.zip"
+    with zipfile.ZipFile(city_zip, "w") as zf:
+        for p in (tmp_path / "src").rglob("*.tfrecords*"):
+            zf.write(p, p.relative_to(tmp_path / "src").as_posix())
+    images = np.random.default_rng(4).integers(0, 256, (3, 16, 12, 3), dtype=np.uint8)  # portrait, like LSUN
+    env = lmdb.open(str(tmp_path / "bedroom_train_lmdb"), map_size=1 << 24)
+    with env.begin(write=True) as txn:
+        for i, img in enumerate(images):
+            buf = io.BytesIO()
+            Image.fromarray(img).save(buf, format="WEBP", lossless=True)
+            txn.put(f"{i:04d}".encode(), buf.getvalue())
+    env.close()
+    bed_zip = tmp_path / "bedroom_train_lmdb.zip"
+    with zipfile.ZipFile(bed_zip, "w") as zf:
+        for p in (tmp_path / "bedroom_train_lmdb").iterdir():
+            zf.write(p, f"bedroom_train_lmdb/{p.name}")
+    md5 = lambda p: hashlib.md5(p.read_bytes()).hexdigest()  # noqa: E731
+    monkeypatch.setitem(catalog.CATALOG, "cityscapes",
+                        dataclasses.replace(catalog.CATALOG["cityscapes"], md5=md5(city_zip)))
+    monkeypatch.setitem(catalog.CATALOG, "bedrooms",
+                        dataclasses.replace(catalog.CATALOG["bedrooms"], md5=md5(bed_zip), resolution=8))
+    data_dir = str(tmp_path / "ds")
+    status, out, _ = run_cli(capsys, "--cityscapes", "--source", str(city_zip), "--data-dir", data_dir)
+    assert status == 0 and "Installed cityscapes" in out
+    city = open_dataset(tmp_path / "ds" / "cityscapes")
+    assert (city.ratio, city.num_images, city.resolution) == (0.5, 2, 8)
+    status, out, msgs = run_cli(capsys, "--bedrooms", "--source", str(bed_zip), "--max-images", "2",
+                                "--data-dir", data_dir)
+    assert status == 0 and "Wrote 2 images of 8x8" in out
+    assert any("FID-50k will reuse real images" in m for m in msgs)
+    bed = open_dataset(tmp_path / "ds" / "bedrooms")
+    assert (bed.num_images, bed.encoding, abs(bed.ratio - 188 / 256) < 1e-9) == (2, "png", True)
+    assert (tmp_path / "ds" / "downloads" / "bedroom_train_lmdb" / ".extracted").is_file()
+    assert not (tmp_path / "bedroom_train_lmdb" / ".extracted").exists()  # nothing written next to --source
+    status, _, msgs = run_cli(capsys, "--bedrooms", "--source", str(bed_zip), "--data-dir", data_dir)
+    assert status == 2 and "already exists" in msgs[0]

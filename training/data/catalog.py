@@ -139,13 +139,13 @@ def install_tfrecords(entry: CatalogEntry, downloaded: Path, data_dir: Path, ove
     return target
 
 
-def extract_lmdb(entry: CatalogEntry, downloaded: Path, progress: bool = True) -> Path:
-    """Unzips the LSUN LMDB next to its zip once (a marker file records a complete extraction)."""
-    folder = downloaded.parent / entry.file_name.removesuffix(".zip")
+def extract_lmdb(entry: CatalogEntry, downloaded: Path, data_dir: Path, progress: bool = True) -> Path:
+    """Unzips the LSUN LMDB into `<data_dir>/downloads/` once (a marker file records a complete extraction)."""
+    folder = data_dir / "downloads" / entry.file_name.removesuffix(".zip")
     marker = folder / ".extracted"
     if marker.is_file():
         return folder
-    partial = downloaded.parent / f".{folder.name}.partial-{os.getpid()}"
+    partial = folder.parent / f".{folder.name}.partial-{os.getpid()}"
     shutil.rmtree(partial, ignore_errors=True)
     try:
         archive.extract_zip(downloaded, partial, progress)
