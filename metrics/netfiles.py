@@ -128,7 +128,10 @@ def resolve(what: str, downloads: Sequence[Download], explicit: Optional[str] = 
         UserError: Nothing found and every download failed (e.g. offline): one line saying how to pass a file.
     """
     if explicit:
-        return NetworkFile(util.open_url(explicit, cache_dir=cache_dir, return_path=True), "explicit")
+        try:
+            return NetworkFile(util.open_url(explicit, cache_dir=cache_dir, return_path=True), "explicit")
+        except UserError as exc:
+            raise UserError(f"{flag} {exc}") from exc
     cached = find_in_cache(downloads, cache_dir, EXTRA_CACHE_NAMES if use_package else ())
     if cached:
         return NetworkFile(cached, "cache")
