@@ -180,7 +180,7 @@ def run(args: argparse.Namespace) -> None:
                       args.class_idx, None, 100, not args.no_progress, args.compile)
     index = run_vis(Gs, args.output_dir, kinds, z, ids, opts)
     first = f"sample_{ids[0]:06d}.png" if ids else "nothing"
-    print(f"Wrote {count} images to {os.path.abspath(args.output_dir)} ({first} ...)"
+    print(f"Wrote {count} image{'' if count == 1 else 's'} to {os.path.abspath(args.output_dir)} ({first} ...)"
           + (f" and visualizations: {', '.join(sorted(kinds))}" if kinds else ""))
     print(f"Overview: {os.path.abspath(index)}")
 

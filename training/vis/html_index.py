@@ -63,7 +63,7 @@ h2 { border-bottom: 1px solid #ccc; margin-top: 1.5em; }
 p.caption { color: #555; max-width: 60em; }
 div.items { display: flex; flex-wrap: wrap; gap: 8px; }
 figure { margin: 0; text-align: center; }
-figure img { display: block; max-width: 512px; image-rendering: pixelated; }
+figure img { display: block; min-width: 96px; max-width: 512px; image-rendering: pixelated; }
 figcaption { font-size: 11px; color: #666; }
 ul.links { columns: 4; font-size: 12px; }
 #status { padding: 0.5em; background: #fdd; display: none; }
