@@ -131,3 +131,9 @@ def test_bad_model_file_gives_one_line_error(case, tmp_path):
     assert lines[0].startswith("generate.py: error: " + model)
     assert ("not found" if case == "missing" else "corrupt") in lines[0]
     assert not os.path.exists(tmp_path / "out")
+
+
+def test_gpus_flag_sets_visible_devices(tmp_path, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "untouched")
+    assert _run("--model", str(tmp_path / "missing.pkl"), "--gpus", "-1") == 2  # fails after setting the env
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "-1"
