@@ -1,0 +1,170 @@
+#!/usr/bin/env python3
+"""Train, evaluate and visualize GANformer and baseline GANs (TensorFlow 2). See `--help` for flags and examples.
+
+Modes (combinable; eval and vis run before training): `--train`, `--eval`, `--vis`. Without a mode, prints the
+networks the options describe. Bad input is reported as one line on stderr with exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from dnnlib.util import UserError
+from training.cli_args import build_parser
+
+VIS_KINDS = {"images": "images", "latents": "latents", "maps": "maps", "layer_maps": "layer_maps",
+             "interpolations": "interpolations", "noise_var": "noise_var", "style_mix": "style_mix"}
+
+
+def _set_device_env(args: argparse.Namespace) -> None:
+    """Must run before TensorFlow is imported."""
+    if args.gpus is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = args.gpus
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _networks_path(args: argparse.Namespace, launch) -> tuple[str, str]:
+    """(network file or catalog name, run dir) for --eval / --vis."""
+    if args.pretrained_pkl:
+        existing = launch.run_dirs(args.result_dir, args.expname)
+        run_dir = existing[-1] if existing else launch.choose_run_dir(args.result_dir, args.expname, True)[0]
+        return args.pretrained_pkl, run_dir
+    existing = launch.run_dirs(args.result_dir, args.expname)
+    snap = launch.latest_snapshot(existing[-1]) if existing else None
+    if snap is None:
+        raise UserError(f"--eval/--vis: no snapshot found in {args.result_dir}/{args.expname}-*; pass "
+                        "--pretrained-pkl FILE (or a catalog name such as gdrive:ffhq-snapshot.pkl)")
+    return snap, existing[-1]
+
+
+def evaluate(args: argparse.Namespace, launch, strategy) -> None:
+    """--eval: metrics of the latest snapshot or --pretrained-pkl."""
+    from metrics.registry import evaluate as run_metrics
+    from training.snapshot import load_networks
+    source, run_dir = _networks_path(args, launch)
+    nets = load_networks(source, args.cache_dir)
+    dataset = launch.open_training_dataset(args)
+    os.makedirs(run_dir, exist_ok=True)
+    metrics = args.metrics if args.metrics.lower() != "none" else ""
+    if not metrics:
+        raise UserError("--eval: --metrics none leaves nothing to evaluate; e.g. --metrics fid")
+    mirror = vars(args).get("mirror_augment", False)
+    run_metrics(metrics, nets.Gs, dataset, args.eval_images_num, run_dir, os.path.basename(source),
+                float(nets.metadata.get("kimg", 0.0)), batch_size=args.batch_gpu, strategy=strategy,
+                inception_path=args.inception, cache_dir=args.cache_dir, mirror=mirror,
+                ratio=launch.dataset_ratio(args, dataset), vgg16_path=args.vgg16, seed=args.seed)
+
+
+def visualize(args: argparse.Namespace, launch) -> None:
+    """--vis: the selected --vis-* outputs under <run>/visuals/."""
+    from training.snapshot import load_networks
+    from training.visualize import vis
+    kinds = {kind for flag, kind in VIS_KINDS.items() if getattr(args, f"vis_{flag}")}
+    if not kinds:
+        raise UserError("--vis: choose what to write, e.g. --vis-images --vis-maps (see --help)")
+    source, run_dir = _networks_path(args, launch)
+    nets = load_networks(source, args.cache_dir)
+    ratio = args.ratio if args.ratio is not None else launch.DEFAULT_RATIOS.get(args.dataset, 1.0)
+    psi = vars(args).get("truncation_psi", nets.Gs.cfg.truncation_psi)
+    index = vis(nets.Gs, os.path.join(run_dir, "visuals"), kinds, num=args.vis_num, rich_num=args.vis_rich_num,
+                section_size=args.vis_section_size, blending_alpha=args.blending_alpha,
+                interpolation_density=args.interpolation_density, ratio=ratio, batch_size=args.batch_gpu,
+                truncation_psi=psi, seed=args.seed, grid=args.vis_grid)
+    print(f"Visualizations written; open {index}")
+
+
+def train(args: argparse.Namespace, launch, strategy) -> None:
+    """--train: resolve options, pick/resume the run dir, and run the training loop."""
+    from dnnlib.util import Logger
+    from training.presets import configs_from_options
+    from training.training_loop import Trainer
+    dataset = launch.open_training_dataset(args)
+    options = launch.model_options(args)
+    ratio = launch.dataset_ratio(args, dataset)
+    if dataset.resolution > 256 and ratio <= 0.5:
+        options["crop_ratio"] = ratio
+    g_cfg, d_cfg = configs_from_options(options, dataset.resolution, dataset.channels, dataset.label_dim)
+    run_dir, resuming = launch.choose_run_dir(args.result_dir, args.expname, args.restart)
+    opts = launch.training_options(args, dataset, run_dir)
+    if resuming and args.reload:
+        saved = launch.load_saved_options(run_dir)
+        g_cfg, d_cfg = _configs_from_record(saved)
+        opts = launch.replace_training(opts, saved["training"])
+    opts.validate(strategy.num_replicas_in_sync)
+    record = launch.options_record(options, opts, g_cfg, d_cfg, launch.preset_name(args))
+    if resuming:
+        launch.check_resume(run_dir, record)
+    if args.dry_run:
+        print(json.dumps(record, indent=2))
+        print(f"(dry run: would {'resume' if resuming else 'start'} {run_dir})")
+        return
+    os.makedirs(run_dir, exist_ok=True)
+    launch.write_json(os.path.join(run_dir, launch.OPTIONS_FILE), record)
+    with Logger(os.path.join(run_dir, "log.txt"), "a"):
+        print(f"{'Resuming' if resuming else 'Starting'} {run_dir}: {launch.preset_name(args)} on {dataset.name} "
+              f"({dataset.num_images} images, {dataset.resolution}px), {strategy.num_replicas_in_sync} replica(s)")
+        trainer = Trainer(opts, g_cfg, d_cfg, dataset, strategy, _metrics_fn(args, opts, dataset, strategy, launch))
+        print(f"G: {trainer.G.num_params():,} parameters, D: {trainer.D.num_params():,} parameters")
+        trainer.run()
+        print(f"Done. Samples: {run_dir}/visuals/images, attention maps: {run_dir}/visuals/maps, "
+              f"snapshots: {run_dir}/network-*.pkl, log: {run_dir}/log.txt")
+
+
+def _configs_from_record(saved: dict):
+    from training.config import DiscriminatorConfig, GeneratorConfig, from_dict
+    return (from_dict(GeneratorConfig, saved["G"]).validate(), from_dict(DiscriminatorConfig, saved["D"]).validate())
+
+
+def _metrics_fn(args, opts, dataset, strategy, launch):
+    if not opts.metrics:
+        return None
+    from metrics.registry import evaluate as run_metrics
+
+    def fn(Gs, path, kimg):
+        return run_metrics(opts.metrics, Gs, dataset, opts.eval_images_num, opts.run_dir, os.path.basename(path),
+                           kimg, batch_size=opts.batch_gpu, strategy=strategy, inception_path=args.inception,
+                           cache_dir=args.cache_dir, mirror=opts.mirror_augment, ratio=opts.ratio,
+                           vgg16_path=args.vgg16, seed=opts.seed)
+    return fn
+
+
+def describe(args: argparse.Namespace, launch) -> None:
+    """No mode: print the networks the options describe."""
+    from training.presets import configs_from_options
+    from training.networks import Discriminator, Generator
+    res = args.resolution or 256
+    g_cfg, d_cfg = configs_from_options(launch.model_options(args), res)
+    G, D = Generator(g_cfg), Discriminator(d_cfg)
+    print(f"{launch.preset_name(args)} at {res}x{res}: G {G.num_params():,} parameters "
+          f"({len(G.variable_dict())} variables), D {D.num_params():,} parameters; pass --train, --eval or --vis")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point."""
+    args = build_parser().parse_args(argv)
+    _set_device_env(args)
+    from training import launch
+    strategy = launch.make_strategy(args)
+    if not (args.train or args.eval or args.vis):
+        describe(args, launch)
+        return
+    if args.eval:
+        evaluate(args, launch, strategy)
+    if args.vis:
+        visualize(args, launch)
+    if args.train:
+        train(args, launch, strategy)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        sys.exit(130)

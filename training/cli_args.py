@@ -1,0 +1,164 @@
+"""Command-line flags of run_network.py (the original's names, spec §1.1), grouped as in the original.
+
+Model flags use `argparse.SUPPRESS` defaults, so the parsed namespace holds exactly the flags the user passed:
+a preset is applied first and only those flags are put on top of it (never by sniffing sys.argv).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any, Optional
+
+from dnnlib.util import UserError
+
+EXAMPLES = """\
+examples:
+  # quick GANformer run on the built-in dataset (python prepare_data.py --shapes --resolution 32 first)
+  python run_network.py --train --ganformer-default --dataset shapes --resolution 32 --total-kimg 20
+  # paper setup on CLEVR, evaluate with 10k images at snapshots
+  python run_network.py --train --ganformer-default --dataset clevr --eval-images-num 10000
+  # baselines on the same skeleton
+  python run_network.py --train --baseline StyleGAN2 --dataset ffhq
+  # fine-tune a released checkpoint, then evaluate it
+  python run_network.py --train --ganformer-default --dataset clevr --pretrained-pkl gdrive:clevr-snapshot.pkl
+  python run_network.py --eval --dataset clevr --pretrained-pkl gdrive:clevr-snapshot.pkl --metrics fid,kid
+  # attention maps and other visualizations of the latest snapshot of an experiment
+  python run_network.py --vis --dataset clevr --expname clevr-exp --vis-maps --vis-layer-maps
+
+presets (--ganformer-default, per dataset; baselines with --baseline):
+  GANformer: transformer, k-means keys, layer norm, multiplicative integration, positions, resnet G,
+             k=16 latents of 32 dims (clevr: k=8 of 16, no global style, no mapping attention); gamma ffhq 10,
+             cityscapes 20, clevr 40, bedrooms 100; mirror augmentation for ffhq and cityscapes
+  GAN:       no style modulation, 4x4 grid from a dense layer of the latent
+  StyleGAN2: the original StyleGAN2 (skip G, resnet D)
+  kGAN:      8 images generated in parallel and merged at 32x32 by a per-pixel softmax
+  SAGAN:     GAN + image self-attention at 32x32
+"""
+
+
+def str2bool(v: Any) -> bool:
+    """Parses the original's BOOL flags: `--flag` (True) or `--flag true/false/yes/no/1/0`."""
+    if isinstance(v, bool):
+        return v
+    s = str(v).lower()
+    if s in ("yes", "true", "t", "y", "1"):
+        return True
+    if s in ("no", "false", "f", "n", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected a boolean, got {v!r}")
+
+
+def _none_or(kind: type):
+    def parse(v: str) -> Optional[Any]:
+        return None if str(v).lower() == "none" else kind(v)
+    return parse
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, no usage dump
+        raise UserError(f"run_network.py: {message} (see --help)")
+
+
+def _flag(group, name: str, kind: Any = str, **kw) -> None:
+    if kind is bool:
+        group.add_argument(name, type=str2bool, nargs="?", const=True, **kw)
+    else:
+        group.add_argument(name, type=kind, **kw)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The run_network.py parser."""
+    p = _Parser(description="Train, evaluate and visualize GANformer and baseline GANs (TensorFlow 2).",
+                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES)
+    g = p.add_argument_group("framework")
+    _flag(g, "--expname", default="exp", help="experiment name; runs go to <result-dir>/<expname>-NNN")
+    _flag(g, "--train", bool, default=False, help="train")
+    _flag(g, "--eval", bool, default=False, help="evaluate metrics of the latest snapshot or --pretrained-pkl")
+    _flag(g, "--vis", bool, default=False, help="write visualizations (see --vis-*)")
+    _flag(g, "--gpus", default=None, help="comma list of GPU ids, e.g. 0,1,2,3 (default: all visible; '' = CPU)")
+    _flag(g, "--ganformer-default", bool, default=False, help="the dataset's GANformer preset")
+    _flag(g, "--baseline", default=None, choices=["GAN", "StyleGAN2", "kGAN", "SAGAN"], help="baseline preset")
+    _flag(g, "--pretrained-pkl", _none_or(str), default=None,
+          help="our snapshot, an authors' pickle or a catalog name (gdrive:ffhq-snapshot.pkl, ...)")
+    _flag(g, "--restart", bool, default=False, help="start a new run instead of resuming the latest")
+    _flag(g, "--reload", bool, default=False, help="on resume, reuse the run's saved options instead of these")
+    _flag(g, "--recompile", bool, default=False, help="accepted for compatibility (networks are always rebuilt)")
+    _flag(g, "--last-snapshots", int, default=10, help="keep the newest N network snapshots (<=0: all)")
+    _flag(g, "--dry-run", bool, default=False, help="print the resolved options and exit")
+    _flag(g, "--seed", int, default=1000, help="seed of weights, latents and data order")
+    _flag(g, "--deterministic", bool, default=False, help="deterministic ops (bit-exact resume on CPU)")
+    _flag(g, "--xla", bool, default=True, help="compile training steps with XLA (--xla false: plain graphs)")
+    _flag(g, "--eager", bool, default=False, help="run eagerly (debugging)")
+    _flag(g, "--cpu-replicas", int, default=None, help="split the CPU into N replicas (testing tf.distribute)")
+    _flag(g, "--cache-dir", default=None, help="download/statistics cache (default ~/.cache/ganformer)")
+
+    d = p.add_argument_group("dataset")
+    _flag(d, "--data-dir", default="datasets", help="folder holding prepared datasets")
+    _flag(d, "--dataset", default=None, help="dataset name (sub-folder of --data-dir)")
+    _flag(d, "--ratio", float, default=None, help="content height/width (default: the dataset's)")
+    _flag(d, "--resolution", int, default=None, help="resolution to train at (default: the dataset's)")
+    _flag(d, "--num-threads", int, default=4, help="parallel file readers")
+    _flag(d, "--mirror-augment", bool, default=argparse.SUPPRESS, help="random horizontal flips of reals")
+    _flag(d, "--train-images-num", int, default=None, help="use only the first N images")
+
+    t = p.add_argument_group("training")
+    _flag(t, "--batch-size", int, default=32, help="global batch per optimizer step")
+    _flag(t, "--batch-gpu", int, default=4, help="per-replica micro-batch (gradient accumulation)")
+    _flag(t, "--total-kimg", float, default=25000, help="training length in thousands of real images")
+    _flag(t, "--gamma", float, default=argparse.SUPPRESS, help="R1 weight (preset per dataset, else 10)")
+    _flag(t, "--clip", float, default=None, help="clip gradients to this global norm")
+    _flag(t, "--g-lr", float, default=0.002)
+    _flag(t, "--d-lr", float, default=0.002)
+    _flag(t, "--g-loss", default="logistic_ns", choices=["logistic", "logistic_ns", "hinge", "wgan"])
+    _flag(t, "--d-loss", default="logistic", choices=["wgan", "logistic", "hinge"])
+    _flag(t, "--d-reg", default="r1", choices=["non", "gp", "r1", "r2"])
+    _flag(t, "--pl-weight", float, default=0.0, help="path-length regularization weight (0: off)")
+    _flag(t, "--ema-kimg", float, default=10.0, help="half-life of the G moving average (kimg)")
+    _flag(t, "--kimg-per-tick", float, default=8.0, help="kimg between status lines")
+    _flag(t, "--max-ticks", int, default=None, help="stop after N ticks of this process")
+    for name in ("--style-mixing", "--component-mixing", "--component-dropout", "--attention-dropout"):
+        _flag(t, name, float, default=argparse.SUPPRESS)
+
+    lg = p.add_argument_group("logging and evaluation")
+    _flag(lg, "--result-dir", default="results")
+    _flag(lg, "--metrics", default="fid", help="comma list (fid, fid10k, fid50k, is, kid, pr, ppl) or none")
+    _flag(lg, "--eval-images-num", int, default=50000, help="images per metric")
+    _flag(lg, "--summarize", bool, default=True, help="TensorBoard summaries")
+    _flag(lg, "--keep-samples", bool, default=True, help="False: clear visuals/ before writing new ones")
+    _flag(lg, "--img-snapshot-ticks", int, default=3)
+    _flag(lg, "--network-snapshot-ticks", int, default=3)
+    _flag(lg, "--maps-snapshot-ticks", int, default=3)
+    _flag(lg, "--truncation-psi", float, default=argparse.SUPPRESS, help="psi for samples (0.75)")
+    _flag(lg, "--inception", default=None, help="Inception weights file for FID/IS/KID")
+    _flag(lg, "--vgg16", default=None, help="VGG16 weights file for PR/PPL")
+
+    v = p.add_argument_group("visualization (--vis)")
+    for name in ("images", "latents", "maps", "layer-maps", "interpolations", "noise-var", "style-mix", "grid"):
+        _flag(v, f"--vis-{name}", bool, default=False)
+    _flag(v, "--vis-num", int, default=100)
+    _flag(v, "--vis-rich-num", int, default=5)
+    _flag(v, "--vis-section-size", int, default=100)
+    _flag(v, "--blending-alpha", float, default=0.3)
+    _flag(v, "--interpolation-density", int, default=8)
+
+    _model_flags(p.add_argument_group("model (only the flags you pass override the preset)"))
+    return p
+
+
+MODEL_FLAGS: dict[str, Any] = {
+    "g-arch": str, "d-arch": str, "tanh": bool, "mapping-layersnum": int, "mapping-lrmul": float,
+    "mapping-dim": _none_or(int), "mapping-resnet": bool, "mapping-shared-dim": _none_or(int), "style": bool,
+    "latent-stem": bool, "local-noise": bool, "transformer": bool, "latent-size": int, "components-num": int,
+    "num-heads": int, "normalize": _none_or(str), "integration": str, "g-start-res": int, "g-end-res": int,
+    "d-start-res": int, "d-end-res": int, "ltnt-gate": bool, "img-gate": bool, "kmeans": bool,
+    "kmeans-iters": int, "mapping-ltnt2ltnt": bool, "g-ltnt2ltnt": bool, "g-img2img": int, "g-img2ltnt": bool,
+    "d-transformer": bool, "d-ltnt2ltnt": bool, "d-img2img": int, "use-pos": bool, "pos-dim": _none_or(int),
+    "pos-type": str, "pos-init": str, "pos-directions-num": int, "kgan": bool, "merge-layer": int,
+    "merge-type": str, "merge-same": bool, "channel-max": int, "channel-base": int,
+}
+IGNORED_MODEL_FLAGS = {"fused-modconv": bool, "iterative": bool}
+
+
+def _model_flags(group) -> None:
+    for name, kind in {**MODEL_FLAGS, **IGNORED_MODEL_FLAGS}.items():
+        _flag(group, f"--{name}", kind, default=argparse.SUPPRESS)

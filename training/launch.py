@@ -1,0 +1,194 @@
+"""What run_network.py does after parsing: devices/strategy, option resolution, run dirs, resume checks, and the
+--train / --eval / --vis entry points. Import only after the device environment is set (see `setup_devices`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import glob
+import json
+import os
+import re
+from typing import Any, Optional
+
+import tensorflow as tf
+
+from dnnlib.util import UserError
+from training import presets
+from training.cli_args import MODEL_FLAGS
+from training.config import to_dict
+from training.options import TrainingOptions
+
+CATALOG_DATASETS = ("ffhq", "clevr", "cityscapes", "bedrooms")
+DEFAULT_RATIOS = {"clevr": 0.75, "bedrooms": 188 / 256, "cityscapes": 0.5, "ffhq": 1.0}
+OPTIONS_FILE = "training_options.json"
+
+
+def make_strategy(args: argparse.Namespace) -> tf.distribute.Strategy:
+    """MultiWorkerMirroredStrategy from TF_CONFIG, MirroredStrategy over several GPUs / CPU replicas, else default."""
+    if args.cpu_replicas and args.cpu_replicas > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * args.cpu_replicas)
+    if args.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    if os.environ.get("TF_CONFIG"):
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    gpus = tf.config.list_logical_devices("GPU")
+    if len(gpus) > 1:
+        return tf.distribute.MirroredStrategy([d.name for d in gpus])
+    if args.cpu_replicas and args.cpu_replicas > 1:
+        cpus = tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([d.name for d in cpus], cross_device_ops=tf.distribute.ReductionToOneDevice())
+    return tf.distribute.get_strategy()
+
+
+def preset_name(args: argparse.Namespace) -> str:
+    """The preset chosen by --ganformer-default / --baseline (else the plain CLI defaults = StyleGAN2)."""
+    if args.ganformer_default and args.baseline:
+        raise UserError("--ganformer-default and --baseline are exclusive; pass one of them")
+    if args.ganformer_default:
+        return f"ganformer-{args.dataset}" if args.dataset in CATALOG_DATASETS else "ganformer-ffhq"
+    return args.baseline.lower() if args.baseline else "stylegan2"
+
+
+def model_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Preset options with exactly the model flags the user passed on top."""
+    options = presets.preset_options(preset_name(args))
+    passed = vars(args)
+    if passed.get("iterative"):
+        raise UserError("--iterative: non-parametric k-means is not supported (it never worked in the original)")
+    for flag in list(MODEL_FLAGS) + ["style-mixing", "component-mixing", "component-dropout", "attention-dropout",
+                                     "truncation-psi"]:
+        key = flag.replace("-", "_")
+        if key in passed:
+            options[key] = passed[key]
+    options["mbstd_group_size"] = min(args.batch_gpu, 4)
+    return options
+
+
+def open_training_dataset(args: argparse.Namespace):
+    """Opens `<data-dir>/<dataset>` with a one-line error when it is missing."""
+    from training.dataset import open_dataset
+    if not args.dataset:
+        raise UserError("--dataset: required (a folder name inside --data-dir, e.g. --dataset shapes)")
+    path = os.path.join(args.data_dir, args.dataset)
+    if not os.path.isdir(path):
+        hint = ("python prepare_data.py --shapes --resolution 32 --max-images 10000" if args.dataset == "shapes"
+                else f"python prepare_data.py --{args.dataset}" if args.dataset in CATALOG_DATASETS
+                else f"python prepare_data.py --task {args.dataset} --images-dir DIR --format png")
+        raise UserError(f"--dataset {args.dataset}: {path} does not exist; prepare it first: {hint}")
+    return open_dataset(path, resolution=args.resolution, max_images=args.train_images_num)
+
+
+def training_options(args: argparse.Namespace, dataset: Any, run_dir: str) -> TrainingOptions:
+    """TrainingOptions from the flags and the dataset (gamma/mirror presets per dataset)."""
+    passed = vars(args)
+    gamma = passed.get("gamma", presets.DATASET_GAMMA.get(args.dataset, 10.0) if args.ganformer_default else 10.0)
+    mirror = passed.get("mirror_augment", presets.DATASET_MIRROR.get(args.dataset, False) and args.ganformer_default)
+    metrics = [] if args.metrics.lower() == "none" else [m for m in args.metrics.split(",") if m]
+    return TrainingOptions(
+        run_dir=run_dir, dataset=args.dataset, resolution=dataset.resolution, ratio=dataset_ratio(args, dataset),
+        mirror_augment=bool(mirror), train_images_num=args.train_images_num, batch_size=args.batch_size,
+        batch_gpu=args.batch_gpu, total_kimg=args.total_kimg, gamma=gamma, clip=args.clip, g_lr=args.g_lr,
+        d_lr=args.d_lr, g_loss=args.g_loss, d_loss=args.d_loss, d_reg=args.d_reg, pl_weight=args.pl_weight,
+        ema_kimg=args.ema_kimg, kimg_per_tick=args.kimg_per_tick, img_snapshot_ticks=args.img_snapshot_ticks,
+        network_snapshot_ticks=args.network_snapshot_ticks, maps_snapshot_ticks=args.maps_snapshot_ticks,
+        last_snapshots=args.last_snapshots, metrics=metrics, eval_images_num=args.eval_images_num, seed=args.seed,
+        deterministic=args.deterministic, xla=args.xla, eager=args.eager, summarize=args.summarize,
+        keep_samples=args.keep_samples, pretrained_pkl=args.pretrained_pkl, max_ticks=args.max_ticks)
+
+
+def dataset_ratio(args: argparse.Namespace, dataset: Any) -> float:
+    """--ratio, else the dataset's recorded ratio, else the per-dataset default."""
+    if args.ratio is not None:
+        if not 0 < args.ratio <= 1:
+            raise UserError(f"--ratio {args.ratio}: must be in (0, 1]")
+        return args.ratio
+    if dataset is not None and getattr(dataset, "ratio", None):
+        return float(dataset.ratio)
+    return DEFAULT_RATIOS.get(args.dataset, 1.0)
+
+
+def run_dirs(result_dir: str, expname: str) -> list[str]:
+    """Existing run dirs `<result_dir>/<expname>-NNN`, oldest first."""
+    pattern = re.compile(re.escape(expname) + r"-(\d+)$")
+    found = [(int(m.group(1)), p) for p in glob.glob(os.path.join(result_dir, f"{expname}-*"))
+             if os.path.isdir(p) and (m := pattern.search(os.path.basename(p)))]
+    return [p for _, p in sorted(found)]
+
+
+def choose_run_dir(result_dir: str, expname: str, restart: bool) -> tuple[str, bool]:
+    """(run dir, resuming): the latest run unless --restart or it has no checkpoint yet, else a new one."""
+    existing = run_dirs(result_dir, expname)
+    if existing and not restart:
+        return existing[-1], True
+    next_id = int(existing[-1].rsplit("-", 1)[1]) + 1 if existing else 0
+    path = os.path.join(result_dir, f"{expname}-{next_id:03d}")
+    return path, False
+
+
+def latest_snapshot(run_dir: str) -> Optional[str]:
+    """Newest `network-*.pkl` of a run (by name, as the original), or None."""
+    files = sorted(glob.glob(os.path.join(run_dir, "network-snapshot-*.pkl")))
+    final = os.path.join(run_dir, "network-final.pkl")
+    return final if os.path.exists(final) else (files[-1] if files else None)
+
+
+def options_record(options: dict[str, Any], train: TrainingOptions, g_cfg: Any, d_cfg: Any,
+                   preset: str) -> dict[str, Any]:
+    """The JSON written to training_options.json."""
+    return {"preset": preset, "model_options": options, "training": train.to_dict(), "G": to_dict(g_cfg),
+            "D": to_dict(d_cfg)}
+
+
+def check_resume(run_dir: str, record: dict[str, Any]) -> None:
+    """Prints what changed since the run's saved options; refuses architecture changes."""
+    path = os.path.join(run_dir, OPTIONS_FILE)
+    if not os.path.exists(path):
+        return
+    with open(path, encoding="utf-8") as f:
+        old = json.load(f)
+    changes = []
+    for section in ("training", "G", "D"):
+        for key in sorted(set(old.get(section, {})) | set(record[section])):
+            a, b = old.get(section, {}).get(key), json.loads(json.dumps(record[section].get(key)))
+            if a != b and key not in ("run_dir", "pretrained_pkl", "max_ticks"):
+                changes.append((section, key, a, b))
+    for section, key, a, b in changes:
+        print(f"Resume: {section}.{key} changed: {a!r} -> {b!r}")
+    arch = [f"{s}.{k}" for s, k, a, b in changes if s in ("G", "D") and not _runtime_only(k)]
+    if arch:
+        raise UserError(f"{run_dir}: the architecture differs from the run's ({', '.join(arch[:4])}); "
+                        "pass --restart for a new run or the original flags to resume")
+
+
+def _runtime_only(key: str) -> bool:
+    return key in ("truncation_psi", "style_mixing", "component_mixing", "component_dropout", "attention",
+                   "w_avg_beta")
+
+
+def write_json(path: str, data: dict[str, Any]) -> None:
+    """Atomic JSON write."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2)
+    os.replace(tmp, path)
+
+
+def load_saved_options(run_dir: str) -> dict[str, Any]:
+    """The run's training_options.json (for --reload)."""
+    path = os.path.join(run_dir, OPTIONS_FILE)
+    if not os.path.exists(path):
+        raise UserError(f"--reload: {path} does not exist")
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def replace_training(train: TrainingOptions, saved: dict[str, Any]) -> TrainingOptions:
+    """TrainingOptions from a saved record, keeping the current run dir."""
+    fields = {f.name for f in dataclasses.fields(TrainingOptions)}
+    data = {k: v for k, v in saved.items() if k in fields}
+    data["grid_size"] = tuple(data.get("grid_size", train.grid_size))
+    return dataclasses.replace(train, **{**data, "run_dir": train.run_dir})
+

@@ -1,0 +1,206 @@
+"""Compiled training phases (StyleGAN2-ADA phase order): G main, G path-length reg, D main, D reg, EMA.
+
+A minibatch of `batch_size` images is split into slices of `batch_gpu` images; slice `s = round * R + replica`
+(R replicas) is processed by one replica in one accumulation round. Latents, labels and reals of the whole
+minibatch are given to every replica, which takes its slice, so the result does not depend on how slices are laid
+out over replicas and rounds (1 replica x 2 rounds == 2 replicas x 1 round). Gradients are summed over replicas
+(`strategy.reduce`) and rounds and divided by the number of slices; non-finite gradients skip the update; optional
+clipping by global norm. Each phase's per-replica computation is one `tf.function` (XLA when enabled).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import tensorflow as tf
+
+from training import loss as losses
+from training.networks.discriminator import Discriminator
+from training.networks.generator import Generator
+from training.optimizer import Adam
+from training.options import TrainingOptions
+
+
+def _to_float(images: tf.Tensor) -> tf.Tensor:
+    """uint8 `[B, H, W, C]` in [0, 255] -> float32 in [-1, 1]."""
+    return tf.cast(images, tf.float32) / 127.5 - 1.0
+
+
+class TrainingSteps:
+    """Builds and runs the phase functions for one set of networks/optimizers under a strategy.
+
+    Args:
+        G: Generator being trained.
+        D: Discriminator.
+        Gs: EMA copy of G.
+        g_opt: Adam over G's trainables.
+        d_opt: Adam over D's trainables.
+        opts: Training options.
+        strategy: The tf.distribute strategy (the default strategy on one device).
+        pl_mean: Running mean of the path lengths (a variable of the progress state).
+    """
+
+    def __init__(self, G: Generator, D: Discriminator, Gs: Generator, g_opt: Adam, d_opt: Adam,
+                 opts: TrainingOptions, strategy: tf.distribute.Strategy, pl_mean: tf.Variable) -> None:
+        self.G, self.D, self.Gs, self.g_opt, self.d_opt = G, D, Gs, g_opt, d_opt
+        self.opts, self.strategy, self.pl_mean = opts, strategy, pl_mean
+        self.replicas = strategy.num_replicas_in_sync
+        self.rounds = opts.batch_size // (opts.batch_gpu * self.replicas)
+        self.slices = self.rounds * self.replicas
+        wrap = (lambda f: f) if opts.eager else (lambda f: tf.function(f, jit_compile=opts.xla))
+        outer = (lambda f: f) if opts.eager else tf.function
+        self._g_main = outer(self._distributed(wrap(self._g_main_replica)))
+        self._g_reg = outer(self._distributed(wrap(self._g_reg_replica)))
+        self._d_main = outer(self._distributed(wrap(self._d_main_replica)))
+        self._d_reg = outer(self._distributed(wrap(self._d_reg_replica)))
+        self._apply_g = outer(self._apply_fn(g_opt))
+        self._apply_d = outer(self._apply_fn(d_opt))
+        self._ema = outer(self._ema_update)
+
+    # ----------------------------------------------------------------------------------------------- per replica
+    def _slice(self, t: Optional[tf.Tensor], round_idx: tf.Tensor) -> Optional[tf.Tensor]:
+        if t is None:
+            return None
+        rid = tf.distribute.get_replica_context().replica_id_in_sync_group
+        s = round_idx * self.replicas + rid
+        b = self.opts.batch_gpu
+        return t[s * b:(s + 1) * b]
+
+    def _seed(self, seed: tf.Tensor, round_idx: tf.Tensor, salt: int) -> tf.Tensor:
+        rid = tf.distribute.get_replica_context().replica_id_in_sync_group
+        s = tf.cast(round_idx * self.replicas + rid, tf.int64)
+        return tf.random.experimental.stateless_fold_in(tf.random.experimental.stateless_fold_in(seed, s), salt)
+
+    def _g_main_replica(self, z, c, round_idx, seed):
+        z, c = self._slice(z, round_idx), self._slice(c, round_idx)
+        variables = self.G.trainable_variables
+        with tf.GradientTape() as tape:
+            fakes, ws = self.G(z, c, training=True, seed=self._seed(seed, round_idx, 1), return_ws=True)
+            scores = self.D(fakes, c, training=True, seed=self._seed(seed, round_idx, 2))
+            loss = tf.reduce_mean(losses.generator_loss(self.opts.g_loss, scores))
+        grads = tape.gradient(loss, variables)
+        grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, variables)]
+        w_mean = tf.reduce_mean(ws[:, :, 0], axis=[0, 1])
+        return grads, {"G/loss": loss, "scores/fake_G": tf.reduce_mean(scores), "w_mean": w_mean}
+
+    def _g_reg_replica(self, z, c, round_idx, seed):
+        z, c = self._slice(z, round_idx), self._slice(c, round_idx)
+        variables = self.G.trainable_variables
+        with tf.GradientTape() as tape:
+            ws = self.G.mapping(z, c, training=True)
+            synth = lambda w: self.G.synthesis(w, noise_mode="random", training=True,  # noqa: E731
+                                               seed=self._seed(seed, round_idx, 3))
+            penalty, new_mean = losses.path_length_penalty(synth, ws, self.pl_mean,
+                                                           seed=self._seed(seed, round_idx, 4))
+            loss = tf.reduce_mean(penalty) * self.opts.pl_weight * self.opts.g_reg_interval
+        grads = tape.gradient(loss, variables)
+        grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, variables)]
+        return grads, {"G/pl_penalty": tf.reduce_mean(penalty), "pl_mean": new_mean}
+
+    def _d_main_replica(self, z, c, reals, round_idx, seed):
+        z, c, reals = self._slice(z, round_idx), self._slice(c, round_idx), self._slice(reals, round_idx)
+        fakes = self.G(z, c, training=True, seed=self._seed(seed, round_idx, 5))
+        variables = self.D.trainable_variables
+        with tf.GradientTape() as tape:
+            real_scores = self.D(_to_float(reals), c, training=True, seed=self._seed(seed, round_idx, 6))
+            fake_scores = self.D(fakes, c, training=True, seed=self._seed(seed, round_idx, 7))
+            loss = tf.reduce_mean(losses.discriminator_loss(self.opts.d_loss, real_scores, fake_scores))
+        grads = tape.gradient(loss, variables)
+        grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, variables)]
+        return grads, {"D/loss": loss, "scores/real": tf.reduce_mean(real_scores),
+                       "scores/fake": tf.reduce_mean(fake_scores)}
+
+    def _d_reg_replica(self, z, c, reals, round_idx, seed):
+        z, c, reals = self._slice(z, round_idx), self._slice(c, round_idx), self._slice(reals, round_idx)
+        x = _to_float(reals)
+        fakes = x
+        if self.opts.d_reg in ("r2", "gp"):
+            fakes = self.G(z, c, training=True, seed=self._seed(seed, round_idx, 8))
+        variables = self.D.trainable_variables
+        d_fn = lambda img: self.D(img, c, training=True, seed=self._seed(seed, round_idx, 9))  # noqa: E731
+        with tf.GradientTape() as tape:
+            reg, sq = losses.discriminator_reg(self.opts.d_reg, d_fn, x, fakes, self.opts.gamma,
+                                               seed=self._seed(seed, round_idx, 10))
+            loss = tf.reduce_mean(reg) * self.opts.d_reg_interval
+        grads = tape.gradient(loss, variables)
+        grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, variables)]
+        return grads, {"D/reg": tf.reduce_mean(reg), "D/grad_sq_norm": tf.reduce_mean(sq)}
+
+    # ----------------------------------------------------------------------------------------- cross replica
+    def _distributed(self, fn: Callable) -> Callable:
+        strategy = self.strategy
+
+        def run(*args):
+            grads, stats = strategy.run(fn, args=args)
+            grads = strategy.reduce(tf.distribute.ReduceOp.SUM, grads, axis=None)
+            stats = strategy.reduce(tf.distribute.ReduceOp.MEAN, stats, axis=None)
+            return grads, stats
+        return run
+
+    def _apply_fn(self, opt: Adam) -> Callable:
+        clip = self.opts.clip
+
+        def apply(grads):
+            grads = [g / float(self.slices) for g in grads]
+            norm = tf.linalg.global_norm(grads)
+            finite = tf.math.is_finite(norm)
+            if clip is not None:
+                grads, _ = tf.clip_by_global_norm(grads, clip, use_norm=norm)
+            if finite:
+                opt.apply(grads)
+            return norm, finite
+        return apply
+
+    def _ema_update(self, beta: float):
+        g_vars, s_vars = self.G.variable_dict(), self.Gs.variable_dict()
+        for name, var in g_vars.items():
+            target = s_vars[name]
+            if var.trainable:
+                target.assign(var + beta * (target - var))
+            else:
+                target.assign(var)
+
+    # ------------------------------------------------------------------------------------------------ public
+    def _phase(self, fn: Callable, seed: tf.Tensor, *args) -> tuple[list[tf.Tensor], dict[str, tf.Tensor]]:
+        """Runs `fn(*args, round, seed)` for every accumulation round; sums gradients, averages statistics."""
+        total, stats_sum = None, {}
+        for r in range(self.rounds):
+            grads, stats = fn(*args, tf.constant(r, tf.int32), seed)
+            total = list(grads) if total is None else [a + b for a, b in zip(total, grads)]
+            for k, v in stats.items():
+                stats_sum[k] = stats_sum.get(k, 0.0) + v / self.rounds
+        return total, stats_sum
+
+    def minibatch(self, reals: tf.Tensor, labels: Optional[tf.Tensor], step: int) -> dict[str, tf.Tensor]:
+        """Runs every phase of one minibatch `step` on `reals` (uint8 `[batch_size, H, W, C]`).
+
+        Latents are drawn from a stateless RNG keyed by (seed, step), so a resumed run repeats them exactly.
+        Returns scalar statistics (losses, scores, gradient norms, skipped updates).
+        """
+        opts = self.opts
+        K, d = self.G.latent_shape
+        base = tf.constant([opts.seed, step], tf.int64)
+        keys = tf.random.experimental.stateless_split(base, 4)
+        z_g = tf.random.stateless_normal([opts.batch_size, K, d], keys[0])
+        z_d = tf.random.stateless_normal([opts.batch_size, K, d], keys[1])
+        c = None if labels is None else tf.cast(labels, tf.float32)
+        stats: dict[str, tf.Tensor] = {}
+        grads, s = self._phase(self._g_main, keys[2], z_g, c)
+        norm, finite = self._apply_g(grads)
+        self.G.update_w_avg(s.pop("w_mean"))
+        stats.update(s, **{"G/grad_norm": norm, "G/skipped": 1.0 - tf.cast(finite, tf.float32)})
+        if opts.pl_weight > 0 and step % opts.g_reg_interval == 0:
+            grads, s = self._phase(self._g_reg, keys[2], z_g, c)
+            norm, _ = self._apply_g(grads)
+            self.pl_mean.assign(s.pop("pl_mean"))
+            stats.update(s, **{"G/reg_grad_norm": norm})
+        grads, s = self._phase(self._d_main, keys[3], z_d, c, reals)
+        norm, finite = self._apply_d(grads)
+        stats.update(s, **{"D/grad_norm": norm, "D/skipped": 1.0 - tf.cast(finite, tf.float32)})
+        if opts.d_reg != "non" and opts.gamma > 0 and step % opts.d_reg_interval == 0:
+            grads, s = self._phase(self._d_reg, keys[3], z_d, c, reals)
+            norm, _ = self._apply_d(grads)
+            stats.update(s, **{"D/reg_grad_norm": norm})
+        beta = 0.5 ** (opts.batch_size / max(opts.ema_kimg * 1000.0, 1e-8))
+        self._ema(tf.constant(beta, tf.float32))
+        return stats

@@ -1,0 +1,83 @@
+"""Training logs: a status line per tick, `stats.jsonl`, TensorBoard scalars and image grids."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from dnnlib.util import format_time
+
+
+def peak_memory_gb() -> float:
+    """Peak resident memory of this process (GB); GPU peak when a GPU is used."""
+    gpus = tf.config.list_logical_devices("GPU")
+    if gpus:
+        return tf.config.experimental.get_memory_info(gpus[0].name)["peak"] / 2 ** 30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
+
+
+class StatsLog:
+    """Accumulates per-minibatch scalars and writes them once per tick.
+
+    Args:
+        run_dir: Where `stats.jsonl` and the TensorBoard events go.
+        tensorboard: Write TensorBoard summaries.
+        enabled: False on non-chief workers (nothing is written).
+    """
+
+    def __init__(self, run_dir: str, tensorboard: bool = True, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.path = os.path.join(run_dir, "stats.jsonl")
+        self.sums: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+        self.writer = tf.summary.create_file_writer(run_dir) if (tensorboard and enabled) else None
+
+    def add(self, stats: dict[str, Any]) -> None:
+        """Adds one minibatch's scalar statistics."""
+        for key, value in stats.items():
+            self.sums[key] = self.sums.get(key, 0.0) + float(np.asarray(value))
+            self.counts[key] = self.counts.get(key, 0) + 1
+
+    def flush(self, extra: dict[str, float], step: int) -> dict[str, float]:
+        """Writes the means since the last flush plus `extra` (progress/timing) and resets; returns the record."""
+        record = {k: self.sums[k] / self.counts[k] for k in sorted(self.sums)}
+        record.update(extra)
+        self.sums, self.counts = {}, {}
+        if not self.enabled:
+            return record
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.writer is not None:
+            with self.writer.as_default():
+                for key, value in record.items():
+                    tf.summary.scalar(key, value, step=step)
+            self.writer.flush()
+        return record
+
+    def image(self, name: str, image: np.ndarray, step: int) -> None:
+        """Adds a uint8 `[H, W, C]` image to TensorBoard."""
+        if self.writer is not None:
+            with self.writer.as_default():
+                tf.summary.image(name, image[None], step=step)
+            self.writer.flush()
+
+
+def status_line(record: dict[str, float], total_kimg: float) -> str:
+    """One human-readable line per tick."""
+    def g(key: str) -> str:
+        return f"{record[key]:.3f}" if key in record else "-"
+
+    eta = ""
+    if record.get("Timing/sec_per_kimg"):
+        eta = format_time(max(0.0, total_kimg - record["Progress/kimg"]) * record["Timing/sec_per_kimg"])
+    return (f"tick {int(record['Progress/tick']):<4d} kimg {record['Progress/kimg']:<9.3f} "
+            f"G {g('G/loss')} D {g('D/loss')} R1 {g('D/reg')} "
+            f"|gradG| {g('G/grad_norm')} |gradD| {g('D/grad_norm')} "
+            f"sec/tick {record['Timing/sec_per_tick']:<7.1f} sec/kimg {record['Timing/sec_per_kimg']:<7.2f} "
+            f"eta {eta or '-':<10s} mem {record['Resources/peak_mem_gb']:.2f}GB")
+

@@ -1,0 +1,257 @@
+"""The training loop (spec §3): strategy, data, G/D/Gs, optimizers, ticks, checkpoints, snapshots, images, maps,
+metrics and logs. Exact resume: the whole state lives in a `tf.train.Checkpoint`; latents and data order are pure
+functions of (seed, minibatch index), so training 2T ticks equals training T, stopping, and training T more.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import signal
+import tempfile
+import time
+from typing import Any, Callable, Optional
+
+import numpy as np
+import tensorflow as tf
+from tqdm import tqdm
+
+from training import snapshot
+from training.checkpoint import Progress, TrainCheckpoint
+from training.config import DiscriminatorConfig, GeneratorConfig
+from training.networks.discriminator import Discriminator
+from training.networks.generator import Generator
+from training.optimizer import Adam
+from training.options import TrainingOptions
+from training.steps import TrainingSteps
+from training.train_log import StatsLog, peak_memory_gb, status_line
+from training.vis.imageio import make_grid, save_png, to_uint8
+from training.vis.palette import blend, hls_palette, soft_maps
+
+MetricsFn = Callable[[Generator, str, float], dict[str, float]]
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """True on the worker that writes files (always true without multi-worker training)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not getattr(resolver, "task_type", None):
+        return True
+    return resolver.task_type == "chief" or (resolver.task_type == "worker" and resolver.task_id == 0
+                                             and "chief" not in resolver.cluster_spec().jobs)
+
+
+class Trainer:
+    """Owns the networks, optimizers, steps, data and logs of one run.
+
+    Args:
+        opts: Validated training options (`run_dir` must exist).
+        g_cfg: Generator config.
+        d_cfg: Discriminator config.
+        dataset: An opened `training.dataset.Dataset`.
+        strategy: The distribution strategy (default: the no-op default strategy).
+        metrics_fn: Called at snapshot ticks as `metrics_fn(Gs, snapshot_path, kimg)` (None: no metrics).
+    """
+
+    def __init__(self, opts: TrainingOptions, g_cfg: GeneratorConfig, d_cfg: DiscriminatorConfig, dataset: Any,
+                 strategy: Optional[tf.distribute.Strategy] = None, metrics_fn: Optional[MetricsFn] = None) -> None:
+        self.opts, self.dataset, self.metrics_fn = opts, dataset, metrics_fn
+        self.strategy = strategy or tf.distribute.get_strategy()
+        self.chief = is_chief(self.strategy)
+        opts.validate(self.strategy.num_replicas_in_sync)
+        with self.strategy.scope():
+            self.G = Generator(g_cfg, seed=opts.seed)
+            self.D = Discriminator(d_cfg, seed=opts.seed + 1)
+            self.Gs = Generator(g_cfg, seed=opts.seed)
+            for src, dst in zip(self.G.variables, self.Gs.variables):
+                dst.assign(src)
+            g_int = opts.g_reg_interval if opts.pl_weight > 0 else None
+            d_int = opts.d_reg_interval if opts.d_reg != "non" and opts.gamma > 0 else None
+            self.g_opt = Adam(self.G.trainable_variables, opts.g_lr, reg_interval=g_int, name="g_opt")
+            self.d_opt = Adam(self.D.trainable_variables, opts.d_lr, reg_interval=d_int, name="d_opt")
+            self.progress = Progress()
+        ckpt_dir = opts.run_dir if self.chief else tempfile.mkdtemp(prefix="ganformer-worker-")
+        self.ckpt = TrainCheckpoint(ckpt_dir, max_to_keep=3, G=self.G, D=self.D, Gs=self.Gs, g_opt=self.g_opt,
+                                    d_opt=self.d_opt, progress=self.progress)
+        self.steps = TrainingSteps(self.G, self.D, self.Gs, self.g_opt, self.d_opt, opts, self.strategy,
+                                   self.progress.pl_mean)
+        self.log = StatsLog(opts.run_dir, tensorboard=opts.summarize, enabled=self.chief)
+        self._stop = False
+        self._stopped_on_snapshot = False
+
+    # ------------------------------------------------------------------------------------------------ state
+    def restore_or_init(self) -> str:
+        """Resumes from the newest checkpoint of the run, else loads `pretrained_pkl` weights; returns a message."""
+        path = self.ckpt.restore_latest()
+        if path:
+            return f"Resuming from {path} at {self.progress.kimg:.3f} kimg"
+        if self.opts.pretrained_pkl:
+            nets = snapshot.load_networks(self.opts.pretrained_pkl)
+            for ours, theirs in ((self.G, nets.G), (self.D, nets.D), (self.Gs, nets.Gs)):
+                copied = _copy_matching(theirs, ours)
+                print(f"Copied {copied}/{len(ours.variable_dict())} variables into {type(ours).__name__} "
+                      f"from {self.opts.pretrained_pkl}")
+            return f"Fine-tuning from {self.opts.pretrained_pkl}"
+        return "Starting from scratch"
+
+    def _data_iterator(self):
+        ds = self.dataset.tf_dataset(self.opts.batch_size, shuffle=True, repeat=True, seed=self.opts.seed,
+                                     mirror=self.opts.mirror_augment)
+        skip = int(self.progress.data_batches.numpy())
+        return iter(ds.skip(skip) if skip else ds)
+
+    def _on_sigterm(self, signum: int, frame: Any) -> None:
+        print("SIGTERM received: writing a checkpoint and stopping after this minibatch", flush=True)
+        self._stop = True
+
+    # -------------------------------------------------------------------------------------------- the loop
+    def run(self) -> None:
+        """Trains until `total_kimg` (or `max_ticks` ticks, or SIGTERM)."""
+        opts = self.opts
+        print(self.restore_or_init(), flush=True)
+        previous = signal.signal(signal.SIGTERM, self._on_sigterm) if _main_thread() else None
+        try:
+            self._loop()
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+        if self.chief and self.progress.cur_nimg.numpy() >= opts.total_kimg * 1000:
+            self.save_snapshot(os.path.join(opts.run_dir, "network-final.pkl"))
+            with open(os.path.join(opts.run_dir, "_finished.txt"), "w", encoding="utf-8") as f:
+                f.write("done\n")
+
+    def _loop(self) -> None:
+        opts, prog = self.opts, self.progress
+        total_nimg = int(opts.total_kimg * 1000)
+        it = self._data_iterator()
+        if self.chief and not os.path.exists(os.path.join(opts.run_dir, "reals.png")):
+            self.write_reals()
+        tick_start_nimg, tick_start_time, start_time = int(prog.cur_nimg.numpy()), time.time(), time.time()
+        ticks_run = 0
+        bar = tqdm(total=opts.total_kimg, initial=prog.kimg, unit="kimg", disable=not self.chief,
+                   bar_format="{l_bar}{bar}| {n:.3f}/{total:.3f} kimg [{elapsed}<{remaining}]")
+        while True:
+            batch = next(it)
+            reals, labels = batch if isinstance(batch, tuple) else (batch, None)
+            stats = self.steps.minibatch(reals, labels, step=int(prog.minibatch.numpy()))
+            self.log.add(stats)
+            prog.minibatch.assign_add(1)
+            prog.data_batches.assign_add(1)
+            prog.cur_nimg.assign_add(opts.batch_size)
+            bar.update(opts.batch_size / 1000.0)
+            nimg = int(prog.cur_nimg.numpy())
+            done = nimg >= total_nimg
+            if nimg < tick_start_nimg + opts.kimg_per_tick * 1000 and not done and not self._stop:
+                continue
+            now = time.time()
+            record = self._end_tick(nimg, tick_start_nimg, now - tick_start_time, now - start_time)
+            if self.chief:
+                bar.write(status_line(record, opts.total_kimg))
+            ticks_run += 1
+            self._tick_outputs(done)
+            prog.tick.assign_add(1)
+            tick_start_nimg, tick_start_time = nimg, time.time()
+            if done or self._stop or (opts.max_ticks is not None and ticks_run >= opts.max_ticks):
+                if not self._stopped_on_snapshot:
+                    self.ckpt.save(int(prog.minibatch.numpy()))
+                break
+        bar.close()
+
+    def _end_tick(self, nimg: int, tick_start: int, tick_time: float, total_time: float) -> dict[str, float]:
+        kimg_done = max((nimg - tick_start) / 1000.0, 1e-8)
+        extra = {"Progress/tick": float(self.progress.tick.numpy()), "Progress/kimg": nimg / 1000.0,
+                 "Timing/sec_per_tick": tick_time, "Timing/sec_per_kimg": tick_time / kimg_done,
+                 "Timing/total_sec": total_time, "Timing/total_hours": total_time / 3600.0,
+                 "Resources/peak_mem_gb": peak_memory_gb()}
+        return self.log.flush(extra, step=nimg)
+
+    def _tick_outputs(self, done: bool) -> None:
+        opts, tick = self.opts, int(self.progress.tick.numpy())
+        kimg = self.progress.kimg
+        self._stopped_on_snapshot = False
+        if self.chief and (tick % opts.img_snapshot_ticks == 0 or done):
+            self.write_fakes(kimg)
+        if self.chief and self.G.cfg.transformer and (tick % opts.maps_snapshot_ticks == 0 or done):
+            self.write_maps(kimg)
+        if tick % opts.network_snapshot_ticks == 0 or done or self._stop:
+            self.ckpt.save(int(self.progress.minibatch.numpy()))
+            self._stopped_on_snapshot = True
+            if self.chief:
+                path = os.path.join(opts.run_dir, f"network-snapshot-{snapshot_label(kimg)}.pkl")
+                self.save_snapshot(path)
+                self._prune_snapshots()
+                if self.metrics_fn is not None:
+                    self.metrics_fn(self.Gs, path, kimg)
+
+    # ----------------------------------------------------------------------------------------------- outputs
+    def save_snapshot(self, path: str) -> None:
+        """Writes the portable data-only network file."""
+        snapshot.save_networks(path, self.G, self.D, self.Gs, {"kimg": self.progress.kimg,
+                                                               "training_options": self.opts.to_dict()})
+
+    def _prune_snapshots(self) -> None:
+        keep = self.opts.last_snapshots
+        files = sorted(glob.glob(os.path.join(self.opts.run_dir, "network-snapshot-*.pkl")))
+        if keep > 0:
+            for old in files[:-keep]:
+                os.remove(old)
+
+    def _grid_latents(self) -> np.ndarray:
+        n = self.opts.grid_size[0] * self.opts.grid_size[1]
+        return np.random.RandomState(self.opts.seed).randn(n, *self.G.latent_shape).astype(np.float32)
+
+    def _grid_labels(self, n: int) -> Optional[np.ndarray]:
+        if not self.G.label_dim:
+            return None
+        return np.eye(self.G.label_dim, dtype=np.float32)[np.arange(n) % self.G.label_dim]
+
+    def write_reals(self) -> None:
+        """`reals.png`: a grid of real training images."""
+        n = self.opts.grid_size[0] * self.opts.grid_size[1]
+        batch = next(iter(self.dataset.tf_dataset(n, shuffle=True, repeat=True, seed=self.opts.seed)))
+        images = batch[0] if isinstance(batch, tuple) else batch
+        grid = make_grid(images.numpy(), cols=self.opts.grid_size[0])
+        save_png(os.path.join(self.opts.run_dir, "reals.png"), grid)
+        self.log.image("reals", grid, step=0)
+
+    def write_fakes(self, kimg: float) -> None:
+        """`visuals/images/<kimg>.png`: Gs on fixed latents (stored noise, ψ from the G config)."""
+        z = self._grid_latents()
+        images = self.Gs(z, self._grid_labels(len(z)), truncation_psi=self.G.cfg.truncation_psi, noise_mode="const")
+        grid = make_grid(to_uint8(images.numpy()), cols=self.opts.grid_size[0])
+        save_png(os.path.join(self.opts.run_dir, "visuals", "images", f"{snapshot_label(kimg)}.png"), grid)
+        self.log.image("fakes", grid, step=int(kimg * 1000))
+
+    def write_maps(self, kimg: float) -> None:
+        """`visuals/maps/<kimg>.png`: the last attention layer's maps, one colour per latent, blended on the image."""
+        z = self._grid_latents()
+        images, maps = self.Gs(z, self._grid_labels(len(z)), truncation_psi=self.G.cfg.truncation_psi,
+                               noise_mode="const", return_maps=True)
+        probs = maps.numpy()[:, :, -1, 0]  # [B, k, H, W]: last layer, head 0
+        palette = hls_palette(probs.shape[1])
+        rgb = to_uint8(images.numpy())
+        tiles = np.concatenate([rgb, soft_maps(probs, palette), blend(soft_maps(probs, palette), rgb, 0.3)], axis=2)
+        grid = make_grid(tiles, cols=self.opts.grid_size[0])
+        save_png(os.path.join(self.opts.run_dir, "visuals", "maps", f"{snapshot_label(kimg)}.png"), grid)
+        self.log.image("attention_maps", grid, step=int(kimg * 1000))
+
+
+def snapshot_label(kimg: float) -> str:
+    """`001234` for whole kimg (the original's names), `000000.048` otherwise; sorts by progress."""
+    return f"{int(kimg):06d}" if float(kimg).is_integer() else f"{int(kimg):06d}.{round((kimg % 1) * 1000):03d}"
+
+
+def _copy_matching(src: Any, dst: Any) -> int:
+    """Copies every same-name, same-shape variable from `src` to `dst`; returns the count."""
+    theirs = src.variable_dict()
+    copied = 0
+    for name, var in dst.variable_dict().items():
+        if name in theirs and tuple(theirs[name].shape) == tuple(var.shape):
+            var.assign(theirs[name])
+            copied += 1
+    return copied
+
+
+def _main_thread() -> bool:
+    import threading
+    return threading.current_thread() is threading.main_thread()
+
