@@ -146,7 +146,7 @@ def run_vis(G: Any, output_dir: str, kinds: Iterable[str], z: np.ndarray, ids: l
     opts.validate()
     if class_idx_bad(G, opts.class_idx):
         raise UserError(f"--class {opts.class_idx}: the model has {G.label_dim} classes; pass 0..{G.label_dim - 1}"
-                        if G.label_dim else f"--class: the model is unconditional; omit --class")
+                        if G.label_dim else "--class: the model is unconditional; omit --class")
     sampler = Sampler(G, opts.batch_size, opts.noise_mode, opts.ratio, opts.compile)
     if kinds & MAP_KINDS and not sampler.has_maps:
         print(f"Skipping {', '.join(sorted(kinds & MAP_KINDS))}: this model has no attention layers.")
