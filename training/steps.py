@@ -26,6 +26,11 @@ def _to_float(images: tf.Tensor) -> tf.Tensor:
     return tf.cast(images, tf.float32) / 127.5 - 1.0
 
 
+def _apply_group(opt: Adam, grads: list[tf.Tensor]) -> tf.Operation:
+    opt.apply(grads)
+    return tf.no_op()
+
+
 class TrainingSteps:
     """Builds and runs the phase functions for one set of networks/optimizers under a strategy.
 
@@ -47,8 +52,9 @@ class TrainingSteps:
         self.replicas = strategy.num_replicas_in_sync
         self.rounds = opts.batch_size // (opts.batch_gpu * self.replicas)
         self.slices = self.rounds * self.replicas
-        wrap = (lambda f: f) if opts.eager else (lambda f: tf.function(f, jit_compile=opts.xla))
-        outer = (lambda f: f) if opts.eager else tf.function
+        # autograph is off: all control flow here is on Python values (tracing is several times faster).
+        wrap = (lambda f: f) if opts.eager else (lambda f: tf.function(f, jit_compile=opts.xla, autograph=False))
+        outer = (lambda f: f) if opts.eager else (lambda f: tf.function(f, autograph=False))
         self._g_main = outer(self._distributed(wrap(self._g_main_replica)))
         self._g_reg = outer(self._distributed(wrap(self._g_reg_replica)))
         self._d_main = outer(self._distributed(wrap(self._d_main_replica)))
@@ -146,8 +152,8 @@ class TrainingSteps:
             finite = tf.math.is_finite(norm)
             if clip is not None:
                 grads, _ = tf.clip_by_global_norm(grads, clip, use_norm=norm)
-            if finite:
-                opt.apply(grads)
+            # Non-finite gradients: the update is skipped (zeros would still move Adam's moments and step).
+            tf.cond(finite, lambda: _apply_group(opt, grads), tf.no_op)
             return norm, finite
         return apply
 
