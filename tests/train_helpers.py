@@ -1,0 +1,30 @@
+"""Shared helpers of the training tests: a tiny shapes dataset and tiny network options."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# A GANformer small enough to train a tick in seconds on CPU.
+TINY_FLAGS = ["--resolution", "16", "--channel-max", "16", "--components-num", "2", "--latent-size", "16",
+              "--batch-size", "4", "--batch-gpu", "4", "--kimg-per-tick", "0.008", "--metrics", "none",
+              "--summarize", "true", "--img-snapshot-ticks", "1", "--maps-snapshot-ticks", "1",
+              "--network-snapshot-ticks", "1"]
+
+
+def make_shapes(data_dir: str, count: int = 32, resolution: int = 16) -> str:
+    """Writes the built-in shapes dataset into `data_dir/shapes` (through the real CLI); returns its path."""
+    from prepare_data import main as prepare
+    rc = prepare(["--shapes", "--resolution", str(resolution), "--max-images", str(count), "--data-dir", data_dir])
+    assert rc in (0, None)
+    return os.path.join(data_dir, "shapes")
+
+
+def run_cli(args: list[str], cwd: str, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Runs `python run_network.py ARGS` in a subprocess."""
+    full_env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3", **(env or {}))
+    return subprocess.run([sys.executable, os.path.join(ROOT, "run_network.py"), *args], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
