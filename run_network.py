@@ -101,9 +101,13 @@ def train(args: argparse.Namespace, launch, strategy) -> None:
         print(json.dumps(record, indent=2))
         print(f"(dry run: would {'resume' if resuming else 'start'} {run_dir})")
         return
+    from training.training_loop import is_chief
+    chief = is_chief(strategy)
     os.makedirs(run_dir, exist_ok=True)
-    launch.write_json(os.path.join(run_dir, launch.OPTIONS_FILE), record)
-    with Logger(os.path.join(run_dir, "log.txt"), "a"):
+    if chief:
+        launch.write_json(os.path.join(run_dir, launch.OPTIONS_FILE), record)
+    log_name = "log.txt" if chief else f"log-worker{strategy.cluster_resolver.task_id}.txt"
+    with Logger(os.path.join(run_dir, log_name), "a"):
         print(f"{'Resuming' if resuming else 'Starting'} {run_dir}: {launch.preset_name(args)} on {dataset.name} "
               f"({dataset.num_images} images, {dataset.resolution}px), {strategy.num_replicas_in_sync} replica(s)")
         trainer = Trainer(opts, g_cfg, d_cfg, dataset, strategy, _metrics_fn(args, opts, dataset, strategy, launch))

@@ -31,6 +31,8 @@ def main() -> None:
         for step in range(2):
             t.steps.minibatch(reals, None, step=step * 16)  # step 0 and 16: R1 steps too
         results.update({f"{name}:{k}": v for k, v in _weights(t).items()})
+        for opt in ("g_opt", "d_opt"):  # Adam's second moments carry the gradients' scale (weights do not)
+            results.update({f"{name}:{opt}/v{i}": v.numpy() for i, v in enumerate(getattr(t, opt).v)})
     np.savez(out, **results)
 
 

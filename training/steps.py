@@ -10,7 +10,9 @@ clipping by global norm. Each phase's per-replica computation is one `tf.functio
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
+
+import numpy as np
 
 import tensorflow as tf
 
@@ -24,6 +26,11 @@ from training.options import TrainingOptions
 def _to_float(images: tf.Tensor) -> tf.Tensor:
     """uint8 `[B, H, W, C]` in [0, 255] -> float32 in [-1, 1]."""
     return tf.cast(images, tf.float32) / 127.5 - 1.0
+
+
+def _dense_grads(grads: list[Optional[tf.Tensor]], variables: list[tf.Variable]) -> list[tf.Tensor]:
+    """Gradients with the variables' static shapes (zeros for variables without a gradient path)."""
+    return [tf.zeros_like(v) if g is None else tf.reshape(g, v.shape) for g, v in zip(grads, variables)]
 
 
 def _apply_group(opt: Adam, grads: list[tf.Tensor]) -> tf.Operation:
@@ -85,7 +92,7 @@ class TrainingSteps:
             scores = self.D(fakes, c, training=True, seed=self._seed(seed, round_idx, 2))
             loss = tf.reduce_mean(losses.generator_loss(self.opts.g_loss, scores))
         grads = tape.gradient(loss, variables)
-        grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, variables)]
+        grads = _dense_grads(grads, variables)
         w_mean = tf.reduce_mean(ws[:, :, 0], axis=[0, 1])
         return grads, {"G/loss": loss, "scores/fake_G": tf.reduce_mean(scores), "w_mean": w_mean}
 
@@ -100,7 +107,7 @@ class TrainingSteps:
                                                            seed=self._seed(seed, round_idx, 4))
             loss = tf.reduce_mean(penalty) * self.opts.pl_weight * self.opts.g_reg_interval
         grads = tape.gradient(loss, variables)
-        grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, variables)]
+        grads = _dense_grads(grads, variables)
         return grads, {"G/pl_penalty": tf.reduce_mean(penalty), "pl_mean": new_mean}
 
     def _d_main_replica(self, z, c, reals, round_idx, seed):
@@ -112,7 +119,7 @@ class TrainingSteps:
             fake_scores = self.D(fakes, c, training=True, seed=self._seed(seed, round_idx, 7))
             loss = tf.reduce_mean(losses.discriminator_loss(self.opts.d_loss, real_scores, fake_scores))
         grads = tape.gradient(loss, variables)
-        grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, variables)]
+        grads = _dense_grads(grads, variables)
         return grads, {"D/loss": loss, "scores/real": tf.reduce_mean(real_scores),
                        "scores/fake": tf.reduce_mean(fake_scores)}
 
@@ -129,17 +136,34 @@ class TrainingSteps:
                                                seed=self._seed(seed, round_idx, 10))
             loss = tf.reduce_mean(reg) * self.opts.d_reg_interval
         grads = tape.gradient(loss, variables)
-        grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, variables)]
+        grads = _dense_grads(grads, variables)
         return grads, {"D/reg": tf.reduce_mean(reg), "D/grad_sq_norm": tf.reduce_mean(sq)}
 
     # ----------------------------------------------------------------------------------------- cross replica
     def _distributed(self, fn: Callable) -> Callable:
+        """Runs `fn` on every replica and sums its gradients / averages its statistics across replicas.
+
+        Everything a replica returns is packed into one flat vector, so each phase costs one all-reduce (and
+        MultiWorkerMirroredStrategy's collectives see a single tensor).
+        """
         strategy = self.strategy
 
         def run(*args):
-            grads, stats = strategy.run(fn, args=args)
-            grads = strategy.reduce(tf.distribute.ReduceOp.SUM, grads, axis=None)
-            stats = strategy.reduce(tf.distribute.ReduceOp.MEAN, stats, axis=None)
+            layout: dict[str, Any] = {}
+
+            def packed(*inner):
+                grads, stats = fn(*inner)
+                layout["grads"] = [g.shape for g in grads]
+                layout["stats"] = [(k, stats[k].shape) for k in sorted(stats)]
+                parts = [tf.reshape(g, [-1]) for g in grads] + [tf.reshape(stats[k], [-1]) for k in sorted(stats)]
+                return tf.concat(parts, axis=0)
+
+            total = strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(packed, args=args), axis=None)
+            sizes = [int(np.prod(s)) for s in layout["grads"]] + [int(np.prod(s)) for _, s in layout["stats"]]
+            pieces = tf.split(total, sizes)
+            n = len(layout["grads"])
+            grads = [tf.reshape(p, s) for p, s in zip(pieces[:n], layout["grads"])]
+            stats = {k: tf.reshape(p, s) / float(self.replicas) for (k, s), p in zip(layout["stats"], pieces[n:])}
             return grads, stats
         return run
 
