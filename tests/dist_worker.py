@@ -26,7 +26,7 @@ def main() -> None:
                            ("two", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"],
                                                                   cross_device_ops=tf.distribute.ReductionToOneDevice()))):
         t = _trainer(os.path.join(os.path.dirname(out), name), data_dir, batch_size=4, batch_gpu=2,
-                     eager=False, xla=False, strategy=strategy)
+                     eager=True, strategy=strategy)
         assert t.steps.rounds == (2 if name == "one" else 1)
         for step in range(2):
             t.steps.minibatch(reals, None, step=step * 16)  # step 0 and 16: R1 steps too

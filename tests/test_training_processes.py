@@ -24,7 +24,7 @@ def data_dir(tmp_path_factory):
 
 def _base(data_dir, result_dir, kimg):
     return ["--train", "--ganformer-default", "--dataset", "shapes", "--data-dir", data_dir, "--result-dir",
-            result_dir, "--total-kimg", str(kimg), "--xla", "false", *TINY_FLAGS]
+            result_dir, "--total-kimg", str(kimg), "--eager", *TINY_FLAGS]
 
 
 def test_two_replicas_give_the_same_update_as_one(data_dir, tmp_path):
