@@ -1,0 +1,61 @@
+"""`run_network.py --eval` and `--vis` on a snapshot of a tiny trained model."""
+
+import glob
+import json
+import os
+
+import pytest
+
+from dnnlib.util import UserError
+from tests.train_helpers import TINY_FLAGS, make_shapes
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A data dir and a run trained for one tick (its snapshots are what --eval/--vis read)."""
+    from run_network import main
+    root = tmp_path_factory.mktemp("evalvis")
+    data = str(root / "data")
+    make_shapes(data, count=32, resolution=16)
+    results = str(root / "results")
+    main(["--train", "--ganformer-default", "--dataset", "shapes", "--data-dir", data, "--result-dir", results,
+          "--total-kimg", "0.008", "--eager", *TINY_FLAGS])
+    return data, results
+
+
+def test_eval_records_fid(trained, capsys):
+    from run_network import main
+    data, results = trained
+    main(["--eval", "--dataset", "shapes", "--data-dir", data, "--result-dir", results, "--metrics", "fid",
+          "--eval-images-num", "32"])
+    out = capsys.readouterr().out
+    assert "fid" in out
+    records = [json.loads(line) for line in open(os.path.join(results, "exp-000", "metric-fid.jsonl"))]
+    assert records[-1]["value"] > 0 and records[-1]["num_images"] == 32
+    assert records[-1]["snapshot"] == "network-final.pkl"
+
+
+def test_eval_is_without_logits_says_how_to_get_them(trained):
+    from run_network import main
+    data, results = trained
+    with pytest.raises(UserError, match="(?i)inception.*(\\.pt|--inception)"):
+        main(["--eval", "--dataset", "shapes", "--data-dir", data, "--result-dir", results, "--metrics", "is",
+              "--eval-images-num", "32"])
+
+
+def test_vis_writes_images_maps_and_index(trained):
+    from run_network import main
+    data, results = trained
+    main(["--vis", "--dataset", "shapes", "--data-dir", data, "--result-dir", results, "--vis-images",
+          "--vis-maps", "--vis-num", "4"])
+    visuals = os.path.join(results, "exp-000", "visuals")
+    assert os.path.exists(os.path.join(visuals, "index.html"))
+    for seed in range(1000, 1004):  # one image per seed (--seed defaults to 1000); training grids share the folder
+        assert os.path.exists(os.path.join(visuals, "images", f"{seed:06d}.png"))
+    assert glob.glob(os.path.join(visuals, "maps", "*.png"))
+
+
+def test_eval_without_snapshot_is_a_clear_error(tmp_path):
+    from run_network import main
+    with pytest.raises(UserError, match="--pretrained-pkl"):
+        main(["--eval", "--dataset", "shapes", "--result-dir", str(tmp_path)])
