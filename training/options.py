@@ -76,11 +76,6 @@ class TrainingOptions:
             raise UserError(f"--ratio {self.ratio}: must be in (0, 1]")
         return self
 
-    @property
-    def rounds(self) -> int:
-        """Gradient-accumulation rounds per minibatch for one replica count (set by the loop)."""
-        return self.batch_size // self.batch_gpu
-
     def to_dict(self) -> dict[str, Any]:
         """JSON-serializable dict."""
         return dataclasses.asdict(self)
