@@ -20,7 +20,7 @@ import re
 import sys
 from typing import Iterator, Optional
 
-from dnnlib.util import UserError
+from dnnlib.util import UserError, print_user_error
 
 VIS_FLAGS = {"vis_images": "images", "vis_latents": "latents", "vis_maps": "maps", "vis_layer_maps": "layer_maps",
              "vis_interpolations": "interpolations", "vis_noise_var": "noise_var", "vis_style_mix": "style_mix"}
@@ -195,8 +195,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         run(args)
     except UserError as exc:
-        print(f"generate.py: error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 2
+        return print_user_error(exc, "generate.py")
     return 0
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from dnnlib.util import UserError  # noqa: E402
+from dnnlib.util import UserError, print_user_error  # noqa: E402
 from training.data import catalog, convert, sources  # noqa: E402
 from training.data.writer import check_target  # noqa: E402
 
@@ -139,8 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run(args)
     except UserError as exc:
-        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 2
+        return print_user_error(exc)
     except OSError as exc:
         if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise

@@ -12,7 +12,7 @@ import json
 import os
 import sys
 
-from dnnlib.util import UserError
+from dnnlib.util import UserError, print_user_error
 from training.cli_args import build_parser
 
 VIS_KINDS = {"images": "images", "latents": "latents", "maps": "maps", "layer_maps": "layer_maps",
@@ -167,8 +167,7 @@ if __name__ == "__main__":
     try:
         main()
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(print_user_error(exc))
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         sys.exit(130)

@@ -44,6 +44,16 @@ class UserError(Exception):
     """An error caused by bad input (a flag, a file); CLIs print its message as one line and exit non-zero."""
 
 
+USER_ERROR_EXIT = 2
+
+
+def print_user_error(exc: BaseException, prog: str = "") -> int:
+    """Prints `[prog: ]error: <message>` on stderr as exactly one line; returns the exit status for user errors."""
+    prefix = f"{prog}: " if prog else ""
+    print(f"{prefix}error: {' '.join(str(exc).split())}", file=sys.stderr)
+    return USER_ERROR_EXIT
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Logger
 

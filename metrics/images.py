@@ -13,11 +13,7 @@ from typing import Any, Callable, Iterator, Optional
 import numpy as np
 import tensorflow as tf
 
-
-def quantize(images: tf.Tensor) -> tf.Tensor:
-    """float `[B, H, W, C]` in about [-1, 1] -> uint8 via round(clip((x + 1) * 127.5, 0, 255))."""
-    x = tf.clip_by_value((tf.cast(images, tf.float32) + 1.0) * 127.5, 0.0, 255.0)
-    return tf.cast(tf.round(x), tf.uint8)
+from dnnlib.tflib.ops.quantize import quantize
 
 
 def crop_to_ratio(images: np.ndarray, ratio: float) -> np.ndarray:

@@ -24,7 +24,7 @@ from typing import Any
 import tensorflow as tf
 
 from dnnlib.util import UserError
-from training.vis.sampler import quantize
+from dnnlib.tflib.ops.quantize import quantize
 
 
 class _ServingModule(tf.Module):

@@ -13,18 +13,13 @@ from typing import Any, Callable, Iterable, Optional
 import numpy as np
 import tensorflow as tf
 
+from dnnlib.tflib.ops.quantize import quantize
 from training.networks.generator import crop_rows
+from training.networks.synthesis import NOISE_MODES
 from training.vis.imageio import crop_to_ratio
 
-NOISE_MODES = ("const", "random", "none")
 MAP_CHOICES = (None, "last", "all")
 COMPILE_MODES = ("eager", "graph", "xla")
-
-
-def quantize(images: tf.Tensor) -> tf.Tensor:
-    """float images `[B, H, W, C]` in about [-1, 1] -> uint8 (in-graph twin of `imageio.to_uint8`)."""
-    x = tf.clip_by_value((tf.cast(images, tf.float32) + 1.0) * 127.5, 0.0, 255.0)
-    return tf.cast(tf.round(x), tf.uint8)
 
 
 def make_labels(label_dim: int, n: int, class_idx: Optional[int], rng_seeds: Iterable[int]) -> np.ndarray:
