@@ -144,3 +144,10 @@ def test_the_check_catches_a_wrong_gradient():
 
     with pytest.raises(AssertionError, match="first derivative"):
         check_derivatives(bad_square, [_rng(14).standard_normal((2, 3))])
+
+
+def test_modulated_conv_to_rgb_derivatives():
+    x = _rng(14).standard_normal((2, 4, 3, 3))
+    w1, w2 = _rng(15).standard_normal((3, 3, 3, 4)) / 3, _rng(16).standard_normal((1, 1, 4, 2)) / 2
+    s1, s2 = _rng(17).standard_normal((2, 3)) * 0.3 + 1.0, _rng(18).standard_normal((2, 4)) * 0.3 + 1.0
+    check_derivatives(modconv.modulated_conv_to_rgb, [x, w1, s1, w2, s2])

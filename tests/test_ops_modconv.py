@@ -162,3 +162,15 @@ def test_minibatch_stddev_epsilon_inside_sqrt():
 def test_minibatch_stddev_rejects_indivisible_batch():
     with pytest.raises((tf.errors.InvalidArgumentError, ValueError)):
         modconv.minibatch_stddev(tf.zeros([6, 2, 2, 3]), group_size=4)
+
+
+@pytest.mark.parametrize("ksize,c_in,c_mid,r,size", [(3, 5, 7, 3, (6, 4)), (1, 4, 6, 3, (3, 3)), (3, 2, 3, 1, (5, 5)),
+                                                     (5, 3, 4, 2, (4, 7))])
+def test_modulated_conv_to_rgb_equals_the_two_convs(ksize, c_in, c_mid, r, size):
+    rng = np.random.default_rng(ksize + c_in)
+    x = rng.standard_normal((3,) + size + (c_in,))
+    w1, w2 = rng.standard_normal((ksize, ksize, c_in, c_mid)), rng.standard_normal((1, 1, c_mid, r))
+    s1, s2 = rng.standard_normal((3, c_in)) * 0.3 + 1.0, rng.standard_normal((3, c_mid)) * 0.3 + 1.0
+    want = np_modulated_conv_2d(np_modulated_conv_2d(x, w1, s1), w2, s2, demodulate=False)
+    got = modconv.modulated_conv_to_rgb(*(tf.constant(a) for a in (x, w1, s1, w2, s2))).numpy()
+    _close(got, want)

@@ -93,3 +93,10 @@ def test_modulated_conv_2d_xla(mode, demodulate):
 def test_minibatch_stddev_xla(n, num_channels):
     check_xla_matches_eager(lambda t: modconv.minibatch_stddev(t, group_size=4, num_channels=num_channels),
                             [_rng(10).standard_normal((n, 3, 3, 4))])
+
+
+def test_modulated_conv_to_rgb_xla():
+    x, w1, w2 = (_rng(11).standard_normal((2, 4, 6, 3)), _rng(12).standard_normal((3, 3, 3, 5)),
+                 _rng(13).standard_normal((1, 1, 5, 3)))
+    s1, s2 = _rng(14).standard_normal((2, 3)) * 0.3 + 1.0, _rng(15).standard_normal((2, 5)) * 0.3 + 1.0
+    check_xla_matches_eager(modconv.modulated_conv_to_rgb, [x, w1, s1, w2, s2])

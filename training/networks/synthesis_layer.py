@@ -11,6 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from dnnlib.tflib.ops.fused_bias_act import bias_act
+from dnnlib.tflib.ops.modconv import modulated_conv_to_rgb
 from training.config import GeneratorConfig
 from training.networks.attention import AttentionBlock, AttentionLayer
 from training.networks.layers import ModConv, NoiseInjection
@@ -131,10 +132,15 @@ class ToRGB(NamedModule):
         rng: Initialization RNG.
         in_ch: Input channels.
         extra: Add the modulated 3x3 `extraLayer` (no bias, noise or activation) used by the transformer models.
+        fold: Run `extraLayer` + the 1x1 conv as one folded C_in -> RGB conv (`modulated_conv_to_rgb`; exact, since
+            nothing non-linear sits between them) instead of the reference path that runs the C -> C conv. Both
+            are tested equal.
     """
 
-    def __init__(self, cfg: GeneratorConfig, rng: np.random.Generator, in_ch: int, extra: bool) -> None:
+    def __init__(self, cfg: GeneratorConfig, rng: np.random.Generator, in_ch: int, extra: bool,
+                 fold: bool = True) -> None:
         super().__init__(rng)
+        self.fold = fold
         d = cfg.latent_dim
         self.extra = self.add_child("extraLayer", ModConv(rng, d, in_ch, in_ch, 3, style=cfg.style)) if extra else None
         self.conv = self.add_child("", ModConv(rng, d, in_ch, cfg.num_channels, 1, demodulate=False, style=cfg.style))
@@ -142,9 +148,13 @@ class ToRGB(NamedModule):
 
     def __call__(self, x: tf.Tensor, w: tf.Tensor, w_extra: Optional[tf.Tensor] = None) -> tf.Tensor:
         """`x`: `[B, H, W, C]`; `w`, `w_extra`: `[B, d]`. Returns `[B, H, W, num_channels]`."""
-        if self.extra is not None:
-            x = self.extra(x, w_extra)
-        return bias_act(self.conv(x, w), self.bias)
+        if self.extra is None:
+            return bias_act(self.conv(x, w), self.bias)
+        if self.fold and self.extra.style and self.conv.style:
+            y = modulated_conv_to_rgb(x, self.extra.weight * self.extra.coef, self.extra.styles(w_extra),
+                                      self.conv.weight * self.conv.coef, self.conv.styles(w))
+            return bias_act(y, self.bias)
+        return bias_act(self.conv(self.extra(x, w_extra), w), self.bias)
 
 
 def upsample_maps(probs: tf.Tensor, size: int, resolution: int, heads: int) -> tf.Tensor:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
 import tensorflow as tf
 
 from dnnlib.tflib.ops.upfirdn_2d import conv_2d
@@ -54,6 +55,50 @@ def modulated_conv_2d(x: tf.Tensor, w: tf.Tensor, s: tf.Tensor | None, demodulat
     if demodulate:
         x = x * demodulation_coefficients(w, s)[:, None, None, :]
     return x
+
+
+def modulated_conv_to_rgb(x: tf.Tensor, w1: tf.Tensor, s1: tf.Tensor, w2: tf.Tensor, s2: tf.Tensor) -> tf.Tensor:
+    """A demodulated k×k modulated conv followed directly by a non-demodulated 1x1 modulated conv, as one conv.
+
+    Computes `modulated_conv_2d(modulated_conv_2d(x, w1, s1), w2, s2, demodulate=False)` (the GANformer
+    `extraLayer` + ToRGB pair, which has nothing non-linear in between). Both are linear in `x`, so the pair equals
+    one per-sample k×k conv from `C_in` to `R` channels with weight
+    `W_b[kh, kw, i, r] = s1[b, i] · Σ_m w1[kh, kw, i, m] · d1[b, m] · s2[b, m] · w2[0, 0, m, r]`.
+    That conv runs as one batched matmul `[B, H·W, C_in] × [B, C_in, kh·kw·R]` followed by a fixed 0/1 conv that
+    adds up the kh·kw shifted taps, so it costs O(H·W·C_in·kh·kw·R) instead of O(H·W·C_in·C_mid·kh·kw).
+
+    Args:
+        x: Input `[B, H, W, C_in]`.
+        w1: First weight `[kh, kw, C_in, C_mid]` (runtime-scaled, odd kh = kw), demodulated.
+        s1: First styles `[B, C_in]`.
+        w2: Second weight `[1, 1, C_mid, R]` (runtime-scaled), not demodulated.
+        s2: Second styles `[B, C_mid]`.
+
+    Returns:
+        `[B, H, W, R]`.
+    """
+    kh, kw, c_in, c_mid = w1.shape
+    r = w2.shape[-1]
+    shape = tf.shape(x)
+    b, h, w_ = shape[0], shape[1], shape[2]
+    v = (demodulation_coefficients(w1, s1) * s2)[:, :, None] * w2[0, 0][None]  # [B, C_mid, R]
+    v = tf.reshape(tf.transpose(v, [1, 0, 2]), [c_mid, -1])  # [C_mid, B·R]
+    wc = tf.matmul(tf.reshape(w1, [kh * kw * c_in, c_mid]), v)  # [kh·kw·C_in, B·R]
+    wc = tf.transpose(tf.reshape(wc, [kh, kw, c_in, b, r]), [3, 2, 0, 1, 4])  # [B, C_in, kh, kw, R]
+    wc = tf.reshape(wc, [b, c_in, kh * kw * r]) * s1[:, :, None]
+    u = tf.matmul(tf.reshape(x, [b, h * w_, c_in]), tf.cast(wc, x.dtype))  # [B, H·W, kh·kw·R]
+    u = tf.reshape(u, [b, h, w_, kh * kw * r])
+    return tf.nn.conv2d(u, tf.constant(_tap_selector(kh, kw, r), dtype=x.dtype), strides=1, padding="SAME")
+
+
+def _tap_selector(kh: int, kw: int, r: int) -> np.ndarray:
+    """0/1 kernel `[kh, kw, kh·kw·R, R]` whose tap (a, b) picks input channel `(a·kw + b)·R + c` for output `c`."""
+    sel = np.zeros([kh, kw, kh * kw * r, r], np.float32)
+    for a in range(kh):
+        for c in range(kw):
+            for o in range(r):
+                sel[a, c, (a * kw + c) * r + o, o] = 1.0
+    return sel
 
 
 def minibatch_stddev(x: tf.Tensor, group_size: int = 4, num_channels: int = 1) -> tf.Tensor:
