@@ -1,10 +1,11 @@
 """Training speed on this machine: seconds per step, img/s and achieved GFLOP/s of a full training step
 (G main + D main + the R1 step amortized over its 16-minibatch interval), default GANformer vs StyleGAN2.
 
-Usage: python benchmarks/bench_training.py [--resolutions 32 64] [--batch 8] [--steps 3] [--no-xla]
+Usage: python benchmarks/bench_training.py [--resolutions 32 64] [--batch 8] [--steps 4] [--no-xla]
 
 FLOPs come from TensorFlow's graph profiler on one plain graph of the same computation (forward and backward,
-float operations of every op), so "achieved GFLOP/s" = counted FLOPs / measured seconds.
+float operations of every op), so "achieved GFLOP/s" = counted FLOPs / measured seconds. Both presets are built
+and compiled first, then timed in alternation step by step.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import statistics
 import sys
 import tempfile
 import time
+from typing import Callable, Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -57,8 +59,8 @@ def count_flops(G, D, batch: int, r1: bool) -> float:
     return float(prof.total_float_ops)
 
 
-def time_steps(preset: str, res: int, batch: int, steps: int, xla: bool) -> tuple[float, float, float]:
-    """(s per plain step, s per R1 step, FLOPs per amortized step)."""
+def compiled_steps(preset: str, res: int, batch: int, xla: bool) -> tuple[Callable[[int], float], float]:
+    """Builds and warms up the training step of a preset; returns (timer of one minibatch index, FLOPs/amortized step)."""
     G, D = build_networks(preset, res, mbstd_group_size=4)
     Gs, _ = build_networks(preset, res)
     opts = TrainingOptions(run_dir=tempfile.mkdtemp(), batch_size=batch, batch_gpu=batch, xla=xla, metrics=[])
@@ -75,17 +77,29 @@ def time_steps(preset: str, res: int, batch: int, steps: int, xla: bool) -> tupl
         float(stats["D/loss"])
         return time.perf_counter() - t0
 
-    plain = statistics.median(timed(1 + i) for i in range(steps))
-    with_r1 = statistics.median(timed(16 * (i + 2)) for i in range(max(1, steps // 2)))
     flops = count_flops(G, D, batch, False) * 15 / 16 + count_flops(G, D, batch, True) / 16
-    return plain, with_r1, flops
+    return timed, flops
+
+
+def time_interleaved(timers: Sequence[Callable[[int], float]], steps: int) -> list[tuple[float, float]]:
+    """(median s per plain step, median s per R1 step) of each timer, alternating between them at every step so a
+    change in machine load affects all of them alike."""
+    plain: list[list[float]] = [[] for _ in timers]
+    with_r1: list[list[float]] = [[] for _ in timers]
+    for i in range(steps):
+        for timer, record in zip(timers, plain):
+            record.append(timer(1 + i))
+    for i in range(max(1, steps // 2)):
+        for timer, record in zip(timers, with_r1):
+            record.append(timer(16 * (i + 2)))
+    return [(statistics.median(p), statistics.median(r)) for p, r in zip(plain, with_r1)]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--resolutions", type=int, nargs="+", default=[32, 64])
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--no-xla", action="store_true")
     args = parser.parse_args()
     print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPU threads, batch {args.batch}, "
@@ -93,11 +107,14 @@ def main() -> None:
     print(f"{'preset':>16} {'res':>4} {'s/step':>8} {'s/R1 step':>10} {'amortized s':>12} {'img/s':>7} "
           f"{'TFLOP/step':>11} {'GFLOP/s':>8}")
     for res in args.resolutions:
-        for preset in ("ganformer-ffhq", "stylegan2"):
-            plain, r1, flops = time_steps(preset, res, args.batch, args.steps, not args.no_xla)
-            amortized = plain * 15 / 16 + r1 / 16
-            print(f"{preset:>16} {res:>4} {plain:>8.2f} {r1:>10.2f} {amortized:>12.2f} "
-                  f"{args.batch / amortized:>7.2f} {flops / 1e12:>11.3f} {flops / amortized / 1e9:>8.1f}", flush=True)
+        presets = ("ganformer-ffhq", "stylegan2")
+        built = [compiled_steps(preset, res, args.batch, not args.no_xla) for preset in presets]
+        times = time_interleaved([timer for timer, _ in built], args.steps)
+        amortized = [plain * 15 / 16 + r1 / 16 for plain, r1 in times]
+        for preset, (_, flops), (plain, r1), am in zip(presets, built, times, amortized):
+            print(f"{preset:>16} {res:>4} {plain:>8.2f} {r1:>10.2f} {am:>12.2f} "
+                  f"{args.batch / am:>7.2f} {flops / 1e12:>11.3f} {flops / am / 1e9:>8.1f}", flush=True)
+        print(f"{'GANformer/StyleGAN2':>21} at {res}: {amortized[0] / amortized[1]:.2f}", flush=True)
 
 
 if __name__ == "__main__":

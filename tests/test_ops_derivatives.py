@@ -102,6 +102,15 @@ def test_upfirdn_2d_derivatives(case):
                       [_rng(4).standard_normal((1, 4, 5, 2))])
 
 
+@pytest.mark.parametrize("polyphase", [True, False], ids=["polyphase", "reference"])
+@pytest.mark.parametrize("geom", [(1, 3, 2, 0), (3, 1, -2, -1)], ids=["down3", "up3_crop"])
+def test_separable_upfirdn_2d_derivatives_on_both_paths(geom, polyphase):
+    up, down, pad0, pad1 = geom
+    k = np.outer(_rng(19).standard_normal(3), _rng(20).standard_normal(4)) / 4
+    check_derivatives(lambda x: ops.upfirdn_2d(x, k, up=up, down=down, pad0=pad0, pad1=pad1, polyphase=polyphase),
+                      [_rng(21).standard_normal((1, 4, 5, 2))])
+
+
 @pytest.mark.parametrize("k", [None, [1, 3, 3, 1]], ids=["nearest_box", "1331"])
 def test_upsample_downsample_2d_derivatives(k):
     x = _rng(5).standard_normal((1, 4, 4, 2))
