@@ -36,7 +36,6 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
-from dnnlib.tflib.ops.fused_bias_act import bias_act
 from training.networks.layers import Dense
 from training.networks.module import NamedModule, constant_init, normal_init
 
