@@ -93,12 +93,8 @@ def modulated_conv_to_rgb(x: tf.Tensor, w1: tf.Tensor, s1: tf.Tensor, w2: tf.Ten
 
 def _tap_selector(kh: int, kw: int, r: int) -> np.ndarray:
     """0/1 kernel `[kh, kw, kh·kw·R, R]` whose tap (a, b) picks input channel `(a·kw + b)·R + c` for output `c`."""
-    sel = np.zeros([kh, kw, kh * kw * r, r], np.float32)
-    for a in range(kh):
-        for c in range(kw):
-            for o in range(r):
-                sel[a, c, (a * kw + c) * r + o, o] = 1.0
-    return sel
+    n = kh * kw * r
+    return np.eye(n, dtype=np.float32).reshape(n, kh, kw, r).transpose(1, 2, 0, 3)
 
 
 def minibatch_stddev(x: tf.Tensor, group_size: int = 4, num_channels: int = 1) -> tf.Tensor:
