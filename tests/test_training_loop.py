@@ -58,8 +58,9 @@ def test_cli_run_writes_every_artefact(data_dir, tmp_path):
         assert os.path.exists(os.path.join(run, name)), name
     assert glob.glob(os.path.join(run, "events.out.tfevents.*"))
     assert len(glob.glob(os.path.join(run, "network-snapshot-*.pkl"))) == 2
-    assert len(glob.glob(os.path.join(run, "visuals", "images", "*.png"))) == 2
-    assert len(glob.glob(os.path.join(run, "visuals", "maps", "*.png"))) == 2
+    # kimg 0 (the untrained networks) and both ticks
+    assert len(glob.glob(os.path.join(run, "visuals", "images", "*.png"))) == 3
+    assert len(glob.glob(os.path.join(run, "visuals", "maps", "*.png"))) == 3
     records = [json.loads(line) for line in open(os.path.join(run, "stats.jsonl"))]
     assert len(records) == 2 and records[-1]["Progress/kimg"] == pytest.approx(0.016)
     assert all(np.isfinite(r["G/loss"]) and np.isfinite(r["D/loss"]) for r in records)
@@ -102,3 +103,13 @@ def test_bad_options_are_user_errors(data_dir, tmp_path):
         _trainer(str(tmp_path), data_dir, g_loss="nope")
     with pytest.raises(UserError, match="--ratio"):
         _trainer(str(tmp_path), data_dir, ratio=1.5)
+
+
+@pytest.mark.parametrize("rampup", [0.05, None])
+def test_ema_rampup_makes_gs_follow_g_at_first(data_dir, tmp_path, rampup):
+    """With the ramp-up, the first update sets Gs := G (beta 0); without it, Gs keeps ~all its initial weights."""
+    trainer = _trainer(str(tmp_path), data_dir, total_kimg=0.004, kimg_per_tick=0.004, ema_rampup=rampup)
+    trainer.run()
+    g, gs = trainer.G.variable_dict(), trainer.Gs.variable_dict()
+    same = all(np.array_equal(g[k].numpy(), gs[k].numpy()) for k in g)
+    assert same == (rampup is not None)

@@ -114,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(t, "--d-reg", default="r1", choices=["non", "gp", "r1", "r2"])
     _flag(t, "--pl-weight", float, default=0.0, help="path-length regularization weight (0: off)")
     _flag(t, "--ema-kimg", float, default=10.0, help="half-life of the G moving average (kimg)")
+    _flag(t, "--ema-rampup", float, default=0.05,
+          help="EMA half-life ramp-up: min(ema-kimg, ratio x images seen); 0 turns it off (the original)")
     _flag(t, "--kimg-per-tick", float, default=8.0, help="kimg between status lines")
     _flag(t, "--max-ticks", int, default=None, help="stop after N ticks of this process")
     for name in ("--style-mixing", "--component-mixing", "--component-dropout", "--attention-dropout"):

@@ -92,7 +92,7 @@ def training_options(args: argparse.Namespace, dataset: Any, run_dir: str) -> Tr
         mirror_augment=bool(mirror), train_images_num=args.train_images_num, batch_size=args.batch_size,
         batch_gpu=args.batch_gpu, total_kimg=args.total_kimg, gamma=gamma, clip=args.clip, g_lr=args.g_lr,
         d_lr=args.d_lr, g_loss=args.g_loss, d_loss=args.d_loss, d_reg=args.d_reg, pl_weight=args.pl_weight,
-        ema_kimg=args.ema_kimg, kimg_per_tick=args.kimg_per_tick, img_snapshot_ticks=args.img_snapshot_ticks,
+        ema_kimg=args.ema_kimg, ema_rampup=args.ema_rampup or None, kimg_per_tick=args.kimg_per_tick, img_snapshot_ticks=args.img_snapshot_ticks,
         network_snapshot_ticks=args.network_snapshot_ticks, maps_snapshot_ticks=args.maps_snapshot_ticks,
         last_snapshots=args.last_snapshots, metrics=metrics, eval_images_num=args.eval_images_num, seed=args.seed,
         deterministic=args.deterministic, xla=args.xla, eager=args.eager, summarize=args.summarize,

@@ -34,6 +34,7 @@ class TrainingOptions:
     g_reg_interval: int = 4
     pl_weight: float = 0.0
     ema_kimg: float = 10.0
+    ema_rampup: Optional[float] = 0.05
     kimg_per_tick: float = 8.0
     img_snapshot_ticks: int = 3
     network_snapshot_ticks: int = 3
@@ -72,6 +73,8 @@ class TrainingOptions:
             raise UserError("--g-lr and --d-lr must be positive")
         if self.clip is not None and self.clip <= 0:
             raise UserError(f"--clip {self.clip}: must be positive (or omitted)")
+        if self.ema_kimg < 0 or (self.ema_rampup is not None and not self.ema_rampup >= 0):
+            raise UserError(f"--ema-kimg {self.ema_kimg} / --ema-rampup {self.ema_rampup}: must be >= 0")
         if self.ratio is not None and not 0 < self.ratio <= 1:
             raise UserError(f"--ratio {self.ratio}: must be in (0, 1]")
         return self

@@ -201,10 +201,12 @@ class TrainingSteps:
                 stats_sum[k] = stats_sum.get(k, 0.0) + v / self.rounds
         return total, stats_sum
 
-    def minibatch(self, reals: tf.Tensor, labels: Optional[tf.Tensor], step: int) -> dict[str, tf.Tensor]:
+    def minibatch(self, reals: tf.Tensor, labels: Optional[tf.Tensor], step: int,
+                  cur_nimg: Optional[int] = None) -> dict[str, tf.Tensor]:
         """Runs every phase of one minibatch `step` on `reals` (uint8 `[batch_size, H, W, C]`).
 
         Latents are drawn from a stateless RNG keyed by (seed, step), so a resumed run repeats them exactly.
+        `cur_nimg` (images seen before this minibatch; default `step * batch_size`) sets the EMA ramp-up.
         Returns scalar statistics (losses, scores, gradient norms, skipped updates).
         """
         opts = self.opts
@@ -231,6 +233,29 @@ class TrainingSteps:
             grads, s = self._phase(self._d_reg, keys[3], z_d, c, reals)
             norm, _ = self._apply_d(grads)
             stats.update(s, **{"D/reg_grad_norm": norm})
-        beta = 0.5 ** (opts.batch_size / max(opts.ema_kimg * 1000.0, 1e-8))
+        nimg = step * opts.batch_size if cur_nimg is None else cur_nimg
+        beta = ema_beta(opts.batch_size, opts.ema_kimg, opts.ema_rampup, nimg)
         self._ema(tf.constant(beta, tf.float32))
         return stats
+
+
+def ema_beta(batch_size: int, ema_kimg: float, ema_rampup: Optional[float], cur_nimg: int) -> float:
+    """The EMA coefficient of one minibatch: Gs <- G + beta * (Gs - G).
+
+    The half-life is `ema_kimg` thousand images; with a ramp-up (StyleGAN2-ADA) it is
+    `min(ema_kimg * 1000, ema_rampup * cur_nimg)` images, so early in training Gs follows G closely instead of
+    averaging in the random initial weights (at `cur_nimg = 0`, beta = 0: Gs = G).
+
+    Args:
+        batch_size: Images per minibatch.
+        ema_kimg: The half-life in kimg when fully ramped up.
+        ema_rampup: Ramp-up ratio (None or 0: off, the original's fixed half-life).
+        cur_nimg: Images seen before this minibatch.
+
+    Returns:
+        beta in [0, 1).
+    """
+    half_life = ema_kimg * 1000.0
+    if ema_rampup:
+        half_life = min(half_life, cur_nimg * ema_rampup)
+    return 0.5 ** (batch_size / max(half_life, 1e-8))

@@ -125,6 +125,8 @@ class Trainer:
         it = self._data_iterator()
         if self.chief and not os.path.exists(os.path.join(opts.run_dir, "reals.png")):
             self.write_reals()
+        if int(prog.cur_nimg.numpy()) == 0:
+            self._initial_outputs()
         tick_start_nimg, tick_start_time, start_time = int(prog.cur_nimg.numpy()), time.time(), time.time()
         ticks_run = 0
         bar = tqdm(total=opts.total_kimg, initial=prog.kimg, unit="kimg", disable=not self.chief,
@@ -132,7 +134,8 @@ class Trainer:
         while True:
             batch = next(it)
             reals, labels = batch if isinstance(batch, tuple) else (batch, None)
-            stats = self.steps.minibatch(reals, labels, step=int(prog.minibatch.numpy()))
+            stats = self.steps.minibatch(reals, labels, step=int(prog.minibatch.numpy()),
+                                         cur_nimg=int(prog.cur_nimg.numpy()))
             self.log.add(stats)
             prog.minibatch.assign_add(1)
             prog.data_batches.assign_add(1)
@@ -181,6 +184,18 @@ class Trainer:
                 self._prune_snapshots()
                 if self.metrics_fn is not None:
                     self.metrics_fn(self.Gs, path, kimg)
+
+    def _initial_outputs(self) -> None:
+        """Samples, maps, a snapshot and the metrics of the untrained networks (kimg 0): the baseline of every curve."""
+        if not self.chief:
+            return
+        self.write_fakes(0.0)
+        if self.G.cfg.transformer:
+            self.write_maps(0.0)
+        if self.metrics_fn is not None:
+            path = os.path.join(self.opts.run_dir, f"network-snapshot-{snapshot_label(0.0)}.pkl")
+            self.save_snapshot(path)
+            self.metrics_fn(self.Gs, path, 0.0)
 
     # ----------------------------------------------------------------------------------------------- outputs
     def save_snapshot(self, path: str) -> None:
