@@ -54,6 +54,32 @@ def print_user_error(exc: BaseException, prog: str = "") -> int:
     return USER_ERROR_EXIT
 
 
+def write_atomic(path: str, data: Union[bytes, str], fsync: bool = True) -> None:
+    """Writes `data` to `path` through a temporary file in the same folder and a rename: readers see the old file
+    or the whole new one, never a part. The temporary file is removed when writing fails (e.g. disk full)."""
+    import tempfile
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+
+
+def write_json_atomic(path: str, data: Any) -> None:
+    """`write_atomic` of `data` as indented, key-sorted JSON."""
+    import json
+    write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Logger
 
