@@ -2,7 +2,8 @@
 
 Names: `fid50k`, `fid10k`, `fid5k`, `fid1k`, `fid` (FID); `kid50k`, `kid10k`, `kid` (KID); `is50k`, `is10k`, `is`
 (Inception Score); `pr50k3`, `pr10k3`, `pr` (precision/recall, k=3); `ppl_wend`, `ppl_zend`, `ppl_wfull`,
-`ppl_zfull`, `ppl` (PPL). Names without a count use `num_images` of `evaluate` (`--eval-images-num`).
+`ppl_zfull`, `ppl` (PPL); `fg_ari`, `fg_ari1k` (attention maps vs object regions on grey-floor scenes). Names
+without a count use `num_images` of `evaluate` (`--eval-images-num`).
 """
 
 from __future__ import annotations
@@ -141,6 +142,17 @@ register({"ppl_wfull": 50000}, "vgg16", _plan_vgg(features=False))(_ppl("w", "fu
 register({"ppl_zfull": 50000}, "vgg16", _plan_vgg(features=False))(_ppl("z", "full"))
 
 
+def _plan_fg_ari(ctx: EvalContext, n: int) -> None:
+    from metrics.fg_ari import check_scene_data
+    check_scene_data(ctx.dataset, ctx.Gs)
+
+
+@register({"fg_ari": None, "fg_ari1k": 1000}, "segmenter", _plan_fg_ari)
+def compute_fg_ari(ctx: EvalContext, n: int) -> Results:
+    from metrics.fg_ari import fg_ari
+    return fg_ari(ctx.Gs, n, batch_size=max(ctx.batch_size, 16), seed=ctx.seed)
+
+
 def _append_jsonl(path: str, record: Dict[str, Any]) -> None:
     """Appends one JSON line, rewriting through a temporary file so the log is never half-written."""
     old = open(path, encoding="utf-8").read() if os.path.isfile(path) else ""
@@ -157,6 +169,8 @@ def _network_info(ctx: EvalContext, network: str) -> Dict[str, str]:
         net = ctx.inception()
         return dict(feature_network=net.name, feature_network_sha256=net.sha256,
                     feature_network_file=net.path, preprocessing=net.preprocessing)
+    if network == "segmenter":
+        return dict(feature_network="metrics.segment (grey-floor scene segmenter)", preprocessing="uint8 RGB")
     _, path, sha = ctx.vgg16()
     return dict(feature_network="vgg16 (NVIDIA vgg16.pt)", feature_network_sha256=sha, feature_network_file=path,
                 preprocessing=VGG16_PREPROCESSING)

@@ -197,3 +197,40 @@ def generate(seed: int, count: int, resolution: int, workers: int = 1) -> Iterat
     per_batch = max(1, geo.PIXELS_PER_BATCH // (resolution * geo.SUPERSAMPLE) ** 2)
     jobs = ((seed, first, min(per_batch, count - first), resolution) for first in range(0, count, per_batch))
     yield from ordered_map(render_chunk, jobs, workers)
+
+
+def object_ids(scenes: list[geo.Scene], resolution: int) -> np.ndarray:
+    """The renderer's own per-pixel object ids (ground truth for segmentation scores).
+
+    A pixel takes the id of the surface most of its `SUPERSAMPLE`² sub-pixel rays hit first (ties: the smallest id).
+
+    Args:
+        scenes: B scenes.
+        resolution: output side R.
+
+    Returns:
+        int32 `[B, R, R]`: 0 for the floor, 1 + the object's index in its scene otherwise.
+    """
+    dirs, _ = _rays(resolution)
+    dirs = np.ascontiguousarray(dirs)
+    batch, ss = len(scenes), geo.SUPERSAMPLE
+    objs = geo._Objects(scenes)
+    t_obj, row = geo._nearest_primary(objs, batch, resolution * ss, dirs)
+    cam_z = geo.CAMERA_POS[2]
+    t_floor = -cam_z / np.minimum(dirs[2], -1e-6)
+    first_row = np.concatenate([[0], np.cumsum([len(s.kinds) for s in scenes])[:-1]])
+    sub = np.where(t_obj < t_floor[None], row - first_row[:, None] + 1, 0)  # [B, P]
+    sub = sub.reshape(batch, resolution, ss, resolution, ss).transpose(0, 1, 3, 2, 4).reshape(batch, resolution,
+                                                                                             resolution, ss * ss)
+    counts = (sub[..., None] == np.arange(geo.MAX_OBJECTS + 1)).sum(axis=3)  # [B, R, R, ids]
+    return counts.argmax(axis=-1).astype(np.int32)
+
+
+def render_with_ids(seed: int, start: int, count: int, resolution: int) -> tuple[np.ndarray, np.ndarray]:
+    """Images `start .. start+count-1` of a seed (exactly as the dataset has them) and their object ids.
+
+    Returns:
+        (uint8 `[count, R, R, 3]`, int32 `[count, R, R]`).
+    """
+    scenes = [geo.sample_scene(np.random.default_rng([seed, i])) for i in range(start, start + count)]
+    return render(scenes, resolution), object_ids(scenes, resolution)
