@@ -6,7 +6,8 @@ import tensorflow as tf
 
 from dnnlib.tflib.ops.modconv import modulated_conv_to_rgb
 from dnnlib.util import UserError
-from training.networks import build_networks
+from ops_oracle import np_downsample_2d, np_upsample_2d
+from training.networks import build_networks, discriminator, synthesis
 
 TINY = dict(channel_max=32)
 PRESETS = ["ganformer-ffhq", "ganformer-clevr", "ganformer-cityscapes", "ganformer-bedrooms", "gan", "stylegan2",
@@ -215,3 +216,25 @@ def test_bad_config_is_a_user_error():
         build_networks("stylegan2", 32, not_a_field=1)
     with pytest.raises(UserError, match="power of two"):
         build_networks("stylegan2", 48)
+
+
+@pytest.mark.parametrize("net", ["G", "D"])
+def test_skip_architecture_resamples_rgb_with_the_fir_filter(monkeypatch, net):
+    """The skip G up-samples its running RGB image, and the skip D down-samples its input image pyramid, with the
+    [1, 3, 3, 1] FIR filter as the original (`upsample_2d`/`downsample_2d` with `resample_kernel`), not with nearest
+    neighbour / box filtering: swapping the op for the numpy FIR oracle changes nothing, the plain oracle does."""
+    G, D = build_networks("stylegan2", 16, channel_max=32, latent_dim=16, architecture="skip")
+    z = tf.random.normal((2,) + G.latent_shape, seed=7)
+    img = tf.random.uniform((2, 16, 16, 3), -1, 1, seed=8)
+    module, name, oracle = ((synthesis, "upsample_2d", np_upsample_2d) if net == "G"
+                            else (discriminator, "downsample_2d", np_downsample_2d))
+    run = (lambda: G(z, noise_mode="const").numpy()) if net == "G" else (lambda: D(img).numpy())
+    ours = run()
+
+    def swapped(kernel):
+        monkeypatch.setattr(module, name, lambda x, k=None: tf.constant(oracle(x.numpy(), kernel), tf.float32))
+        return run()
+
+    scale = np.abs(ours).max()
+    np.testing.assert_allclose(ours, swapped([1, 3, 3, 1]), rtol=0, atol=1e-5 * scale)
+    assert np.abs(ours - swapped(None)).max() > 1e-3 * scale

@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from dnnlib.tflib.ops.modconv import minibatch_stddev
-from dnnlib.tflib.ops.upfirdn_2d import downsample_2d
+from dnnlib.tflib.ops.upfirdn_2d import DEFAULT_KERNEL, downsample_2d
 from training.config import DiscriminatorConfig
 from training.networks.attention import AttentionBlock, AttentionLayer
 from training.networks.layers import Conv, Dense, channels
@@ -115,8 +115,8 @@ class Discriminator(NamedModule):
                 t = self.fromrgb[r](img)
                 x = t if x is None else x + t
             x, agg = self._block(r, x, agg, training, seed)
-            if cfg.architecture == "skip":
-                img = downsample_2d(img)
+            if cfg.architecture == "skip":  # FIR [1, 3, 3, 1] as the original (not `downsample_2d`'s box filter)
+                img = downsample_2d(img, DEFAULT_KERNEL)
         if 2 in self.fromrgb:
             t = self.fromrgb[2](img)
             x = t if x is None else x + t

@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from dnnlib.tflib.ops.fused_bias_act import bias_act
-from dnnlib.tflib.ops.upfirdn_2d import upsample_2d
+from dnnlib.tflib.ops.upfirdn_2d import DEFAULT_KERNEL, upsample_2d
 from training.config import GeneratorConfig
 from training.networks.kgan import ComponentMerge
 from training.networks.layers import Conv, Dense, NoiseInjection, channels
@@ -180,7 +180,9 @@ class SynthesisNetwork(NamedModule):
             x = (x + block.skip(t)) * SQRT_HALF
         if self.cfg.architecture == "skip":
             extra_w = state.w_global(2 * r - 3) if r == self.cfg.res_log2 else None
-            y = upsample_2d(y) + self.torgb[r](x, state.w_global(2 * r - 2), extra_w)
+            # The running RGB image is up-sampled with the [1, 3, 3, 1] FIR filter, as the original's `skip` G (not
+            # nearest neighbour, `upsample_2d`'s default): the authors' stylegan2-legacy-32 fixture pins this.
+            y = upsample_2d(y, DEFAULT_KERNEL) + self.torgb[r](x, state.w_global(2 * r - 2), extra_w)
         if state.kgan_active and r == self.merge_res and r < self.cfg.res_log2:
             x, y = state.merge_now(x, y)
         return x, y
