@@ -3,6 +3,7 @@
 import json
 import os
 import pickle
+import re
 import subprocess
 import sys
 import types
@@ -17,6 +18,8 @@ from dnnlib.util import UserError
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "official")
 NAMES = ["ganformer-ffhq-32", "ganformer-legacy-names-32"]
+# The older file's StyleGAN2 baseline (k=1, skip G) and duplex GANformer (AttLayer_n2l), 16x16.
+ALL_NAMES = NAMES + ["stylegan2-legacy-32", "ganformer-duplex-legacy-16"]
 
 
 def _fixture(name):
@@ -30,7 +33,7 @@ def _expected(name):
 
 @pytest.fixture(scope="module")
 def checkpoints():
-    return {name: legacy.read_legacy_pickle(_fixture(name)) for name in NAMES}
+    return {name: legacy.read_legacy_pickle(_fixture(name)) for name in ALL_NAMES}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -80,7 +83,7 @@ def test_names_shapes_dtypes(checkpoints, name):
     assert all(a.flags.writeable and a.flags.c_contiguous for a in flat.values())
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", ALL_NAMES)
 def test_static_kwargs_and_build_funcs(checkpoints, name):
     ck, exp = checkpoints[name], _expected(name)
     assert ck.G.static_kwargs == exp["static_kwargs"]["G"]
@@ -109,7 +112,7 @@ def test_both_naming_generations(checkpoints):
         assert all(np.array_equal(a[k], b[k]) for k in a)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", ALL_NAMES)
 def test_g_and_gs_differ(checkpoints, name):
     g, gs = checkpoints[name].G.flat_variables(), checkpoints[name].Gs.flat_variables()
     assert list(g) == list(gs)
@@ -118,13 +121,32 @@ def test_g_and_gs_differ(checkpoints, name):
     diff = max(float(np.abs(g[k] - gs[k]).max()) for k in trainable)
     assert 0.2 < diff < 0.3  # README: largest trainable difference 0.249
     assert not np.array_equal(g["dlatent_avg"], gs["dlatent_avg"])
-    for i in range(8):  # noise buffers are shared
-        assert np.array_equal(g[f"synthesis/noise{i}"], gs[f"synthesis/noise{i}"])
+    noise = [k for k in g if re.fullmatch(r"synthesis/noise\d+", k)]
+    assert len(noise) == 2 * int(np.log2(_expected(name)["static_kwargs"]["G"]["resolution"])) - 2
+    for key in noise:  # noise buffers are shared
+        assert np.array_equal(g[key], gs[key])
     assert checkpoints[name].G.components["synthesis"] is not checkpoints[name].Gs.components["synthesis"]
 
 
+@pytest.mark.parametrize("name", ALL_NAMES[2:])
+def test_older_file_baseline_and_duplex_records(checkpoints, name):
+    ck, exp = checkpoints[name], _expected(name)
+    assert (ck.G.build_func_name, ck.D.build_func_name) == ("G_GANformer", "D_GANformer")
+    counts = exp["param_counts"]
+    assert sum(a.size for a in ck.G.flat_variables().values()) == counts["G"]["all"]
+    assert sum(a.size for a in ck.D.flat_variables().values()) == counts["D"]["all"]
+    flat = ck.Gs.flat_variables()
+    attention = [k for k in flat if "AttLayer_" in k]
+    if name == "stylegan2-legacy-32":  # no transformer: a skip G with ToRGB at every resolution, no extraLayer
+        assert not attention and ck.G.static_kwargs["components_num"] == 1
+        assert all(f"synthesis/{r}x{r}/ToRGB/weight" in flat for r in (4, 8, 16, 32))
+        assert not any("extraLayer" in k for k in flat)
+    else:
+        assert any("AttLayer_n2l" in k for k in attention) and ck.G.static_kwargs["img2ltnt"] is True
+
+
 def test_is_legacy_pickle(tmp_path):
-    assert all(legacy.is_legacy_pickle(_fixture(n)) for n in NAMES)
+    assert all(legacy.is_legacy_pickle(_fixture(n)) for n in ALL_NAMES)
     snap = tmp_path / "snap.pkl"
     snapshot.write_snapshot(str(snap), {"G": ({}, {"w": np.zeros(2, np.float32)})}, {})
     other = tmp_path / "other.pkl"
