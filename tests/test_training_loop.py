@@ -67,13 +67,15 @@ def test_cli_run_writes_every_artefact(data_dir, tmp_path):
     assert "tick 1" in open(os.path.join(run, "log.txt")).read()
 
 
-def test_exact_resume_is_bit_identical(data_dir, tmp_path):
-    straight = _trainer(str(tmp_path / "a"), data_dir, total_kimg=0.032)
+@pytest.mark.parametrize("pl_weight", [0.0, 2.0])
+def test_exact_resume_is_bit_identical(data_dir, tmp_path, pl_weight):
+    """With path-length regularization too (its phase runs at minibatches 0 and 4, before and after the resume)."""
+    straight = _trainer(str(tmp_path / "a"), data_dir, total_kimg=0.032, pl_weight=pl_weight)
     straight.run()
-    first = _trainer(str(tmp_path / "b"), data_dir, total_kimg=0.032, max_ticks=2)
+    first = _trainer(str(tmp_path / "b"), data_dir, total_kimg=0.032, max_ticks=2, pl_weight=pl_weight)
     first.run()
     assert first.progress.kimg == pytest.approx(0.016)
-    resumed = _trainer(str(tmp_path / "b"), data_dir, total_kimg=0.032)
+    resumed = _trainer(str(tmp_path / "b"), data_dir, total_kimg=0.032, pl_weight=pl_weight)
     resumed.run()
     assert resumed.progress.kimg == pytest.approx(0.032)
     a, b = _weights(straight), _weights(resumed)

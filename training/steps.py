@@ -100,7 +100,7 @@ class TrainingSteps:
         z, c = self._slice(z, round_idx), self._slice(c, round_idx)
         variables = self.G.trainable_variables
         with tf.GradientTape() as tape:
-            ws = self.G.mapping(z, c, training=True)
+            ws = self.G.mapping(z, c, training=True, seed=self._seed(seed, round_idx, 11))  # attention dropout
             synth = lambda w: self.G.synthesis(w, noise_mode="random", training=True,  # noqa: E731
                                                seed=self._seed(seed, round_idx, 3))
             penalty, new_mean = losses.path_length_penalty(synth, ws, self.pl_mean,
