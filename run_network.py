@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import sys
+from typing import Optional
 
 from dnnlib.util import UserError, print_user_error
 from training.cli_args import build_parser
@@ -76,11 +77,10 @@ def visualize(args: argparse.Namespace, launch) -> None:
     print(f"Visualizations written; open {index}")
 
 
-def train(args: argparse.Namespace, launch, strategy) -> None:
-    """--train: resolve options, pick/resume the run dir, and run the training loop."""
-    from dnnlib.util import Logger
+def prepare_training(args: argparse.Namespace, launch, strategy) -> Optional[dict]:
+    """--train, first half: resolves the options, picks the run dir and checks a resume (before anything is written,
+    and before --eval/--vis run). Returns what `train` needs, or None for --dry-run."""
     from training.presets import configs_from_options
-    from training.training_loop import Trainer
     dataset = launch.open_training_dataset(args)
     options = launch.model_options(args)
     ratio = launch.dataset_ratio(args, dataset)
@@ -100,17 +100,27 @@ def train(args: argparse.Namespace, launch, strategy) -> None:
     if args.dry_run:
         print(json.dumps(record, indent=2))
         print(f"(dry run: would {'resume' if resuming else 'start'} {run_dir})")
-        return
-    from training.training_loop import is_chief
+        return None
+    return dict(dataset=dataset, g_cfg=g_cfg, d_cfg=d_cfg, opts=opts, record=record, resuming=resuming)
+
+
+def train(args: argparse.Namespace, launch, strategy, plan: dict) -> None:
+    """--train, second half: writes the run record and runs the training loop."""
+    from dnnlib.util import Logger, write_json_atomic
+    from training.training_loop import Trainer, is_chief
+    dataset, opts = plan["dataset"], plan["opts"]
+    run_dir = opts.run_dir
     chief = is_chief(strategy)
     os.makedirs(run_dir, exist_ok=True)
     if chief:
-        launch.write_json(os.path.join(run_dir, launch.OPTIONS_FILE), record)
+        write_json_atomic(os.path.join(run_dir, launch.OPTIONS_FILE), plan["record"])
     log_name = "log.txt" if chief else f"log-worker{strategy.cluster_resolver.task_id}.txt"
     with Logger(os.path.join(run_dir, log_name), "a"):
-        print(f"{'Resuming' if resuming else 'Starting'} {run_dir}: {launch.preset_name(args)} on {dataset.name} "
-              f"({dataset.num_images} images, {dataset.resolution}px), {strategy.num_replicas_in_sync} replica(s)")
-        trainer = Trainer(opts, g_cfg, d_cfg, dataset, strategy, _metrics_fn(args, opts, dataset, strategy, launch))
+        print(f"{'Resuming' if plan['resuming'] else 'Starting'} {run_dir}: {launch.preset_name(args)} on "
+              f"{dataset.name} ({dataset.num_images} images, {dataset.resolution}px), "
+              f"{strategy.num_replicas_in_sync} replica(s)")
+        trainer = Trainer(opts, plan["g_cfg"], plan["d_cfg"], dataset, strategy,
+                          _metrics_fn(args, opts, dataset, strategy, launch))
         print(f"G: {trainer.G.num_params():,} parameters, D: {trainer.D.num_params():,} parameters")
         trainer.run()
         print(f"Done. Samples: {run_dir}/visuals/images, attention maps: {run_dir}/visuals/maps, "
@@ -155,12 +165,13 @@ def main(argv: list[str] | None = None) -> None:
     if not (args.train or args.eval or args.vis):
         describe(args, launch)
         return
+    plan = prepare_training(args, launch, strategy) if args.train else None
     if args.eval:
         evaluate(args, launch, strategy)
     if args.vis:
         visualize(args, launch)
-    if args.train:
-        train(args, launch, strategy)
+    if plan is not None:
+        train(args, launch, strategy, plan)
 
 
 if __name__ == "__main__":

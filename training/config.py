@@ -3,13 +3,18 @@
 `GeneratorConfig` and `DiscriminatorConfig` hold every architectural option of the original `Generator` /
 `Discriminator`; `validate()` rejects inconsistent combinations with a one-line `UserError`. Presets live in
 `training/presets.py`.
+
+Resume compatibility is part of the schema: a field marked `runtime_field` (sampling and regularization settings)
+may differ between the runs that continue one checkpoint; any other field describes the architecture, and
+`config_changes` reports a change of it as incompatible. Nested configs are compared field by field.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Mapping, NamedTuple, Optional
 
 from dnnlib.util import UserError
 
@@ -19,6 +24,27 @@ INTEGRATIONS = ("add", "mul", "both")
 POS_TYPES = ("sinus", "linear", "trainable", "trainable2d")
 POS_INITS = ("uniform", "normal")
 MERGE_TYPES = ("sum", "softmax", "max", "leaves")
+RUNTIME = "runtime"  # field metadata key: True = may change when resuming a checkpoint
+COMPARED = "compared"  # field metadata key: False = a per-invocation setting, never compared across runs
+
+
+def runtime_field(default: Any) -> Any:
+    """A dataclass field that does not shape the checkpoint: it may change between runs resuming one checkpoint."""
+    return field(default=default, metadata={RUNTIME: True})
+
+
+def invocation_field(default: Any) -> Any:
+    """A dataclass field that belongs to one invocation (e.g. the run dir): recorded, never compared across runs."""
+    return field(default=default, metadata={COMPARED: False})
+
+
+class Change(NamedTuple):
+    """One difference between a saved config and the current one (`path` like `attention.num_heads`)."""
+
+    path: str
+    old: Any
+    new: Any
+    runtime: bool
 
 
 @dataclass
@@ -37,7 +63,7 @@ class AttentionConfig:
     pos_directions_num: int = 2
     ltnt_gate: bool = False
     img_gate: bool = False
-    attention_dropout: float = 0.12
+    attention_dropout: float = runtime_field(0.12)
 
     def validate(self, where: str) -> None:
         """Raises `UserError` on bad values; `where` names the config (e.g. "G")."""
@@ -85,11 +111,11 @@ class GeneratorConfig:
     merge_layer: int = -1
     merge_type: str = "sum"
     merge_same: bool = False
-    truncation_psi: float = 0.75
-    style_mixing: float = 0.9
-    component_mixing: float = 0.0
-    component_dropout: float = 0.0
-    w_avg_beta: float = 0.995
+    truncation_psi: float = runtime_field(0.75)
+    style_mixing: float = runtime_field(0.9)
+    component_mixing: float = runtime_field(0.0)
+    component_dropout: float = runtime_field(0.0)
+    w_avg_beta: float = runtime_field(0.995)
 
     @property
     def res_log2(self) -> int:
@@ -202,3 +228,30 @@ def from_dict(cls: type, data: dict[str, Any]) -> Any:
     if unknown:
         raise UserError(f"{cls.__name__}: unknown option(s) {', '.join(unknown)}")
     return cls(attention=att, **data)
+
+
+def config_changes(cls: type, old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[Change]:
+    """The fields of dataclass `cls` whose values differ between two `to_dict` records (nested configs recursively).
+
+    A field missing from a record counts as its default (records of older versions); keys the schema no longer has
+    are reported as runtime changes (they cannot shape a network built today). Fields with `compared=False`
+    metadata are skipped. Values are compared as JSON (tuples equal lists).
+    """
+    out: list[Change] = []
+    for f in dataclasses.fields(cls):
+        if not f.metadata.get(COMPARED, True):
+            continue
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if dataclasses.is_dataclass(default):
+            out += config_changes(type(default), old.get(f.name) or {}, new.get(f.name) or {}, f"{prefix}{f.name}.")
+            continue
+        a, b = (_as_json(r[f.name]) if f.name in r else _as_json(default) for r in (old, new))
+        if a != b:
+            out.append(Change(prefix + f.name, a, b, bool(f.metadata.get(RUNTIME, False))))
+    names = {f.name for f in dataclasses.fields(cls)}
+    out += [Change(prefix + k, old[k], None, True) for k in sorted(set(old) - names)]
+    return out
+
+
+def _as_json(value: Any) -> Any:
+    return json.loads(json.dumps(value))

@@ -1,5 +1,6 @@
-"""What run_network.py does after parsing: devices/strategy, option resolution, run dirs, resume checks, and the
---train / --eval / --vis entry points. Import only after the device environment is set (see `setup_devices`).
+"""What run_network.py does after parsing: the distribution strategy, option resolution, run dirs, resume checks
+and the run record. The --train / --eval / --vis entry points are in run_network.py. Import this module only after
+the device environment is set (`CUDA_VISIBLE_DEVICES`, see `run_network._set_device_env`): it imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import tensorflow as tf
 from dnnlib.util import UserError
 from training import presets
 from training.cli_args import MODEL_FLAGS
-from training.config import to_dict
+from training.config import DiscriminatorConfig, GeneratorConfig, config_changes, to_dict
 from training.options import TrainingOptions
 
 CATALOG_DATASETS = ("ffhq", "clevr", "cityscapes", "bedrooms")
@@ -119,10 +120,12 @@ def run_dirs(result_dir: str, expname: str) -> list[str]:
 
 
 def choose_run_dir(result_dir: str, expname: str, restart: bool) -> tuple[str, bool]:
-    """(run dir, resuming): the latest run unless --restart or it has no checkpoint yet, else a new one."""
+    """(run dir, resuming): the latest run of the experiment when it holds a training record
+    (`training_options.json`) and not --restart; the latest dir without one (e.g. made by --eval) as a new run;
+    else a new `<expname>-NNN`."""
     existing = run_dirs(result_dir, expname)
     if existing and not restart:
-        return existing[-1], True
+        return existing[-1], os.path.exists(os.path.join(existing[-1], OPTIONS_FILE))
     next_id = int(existing[-1].rsplit("-", 1)[1]) + 1 if existing else 0
     path = os.path.join(result_dir, f"{expname}-{next_id:03d}")
     return path, False
@@ -143,37 +146,25 @@ def options_record(options: dict[str, Any], train: TrainingOptions, g_cfg: Any, 
 
 
 def check_resume(run_dir: str, record: dict[str, Any]) -> None:
-    """Prints what changed since the run's saved options; refuses architecture changes."""
+    """Prints what changed since the run's saved options; refuses changes of the networks' architecture.
+
+    What may change is a property of the config schema (`training.config.runtime_field`); G and D configs are
+    compared field by field, nested attention options included. Raises `UserError` before anything is written.
+    """
     path = os.path.join(run_dir, OPTIONS_FILE)
     if not os.path.exists(path):
         return
     with open(path, encoding="utf-8") as f:
         old = json.load(f)
-    changes = []
-    for section in ("training", "G", "D"):
-        for key in sorted(set(old.get(section, {})) | set(record[section])):
-            a, b = old.get(section, {}).get(key), json.loads(json.dumps(record[section].get(key)))
-            if a != b and key not in ("run_dir", "pretrained_pkl", "max_ticks"):
-                changes.append((section, key, a, b))
-    for section, key, a, b in changes:
-        print(f"Resume: {section}.{key} changed: {a!r} -> {b!r}")
-    arch = [f"{s}.{k}" for s, k, a, b in changes if s in ("G", "D") and not _runtime_only(k)]
+    changes = [(section, change) for section, cls in (("training", TrainingOptions), ("G", GeneratorConfig),
+                                                      ("D", DiscriminatorConfig))
+               for change in config_changes(cls, old.get(section, {}), record[section])]
+    for section, c in changes:
+        print(f"Resume: {section}.{c.path} changed: {c.old!r} -> {c.new!r}")
+    arch = [f"{section}.{c.path}" for section, c in changes if section != "training" and not c.runtime]
     if arch:
         raise UserError(f"{run_dir}: the architecture differs from the run's ({', '.join(arch[:4])}); "
                         "pass --restart for a new run or the original flags to resume")
-
-
-def _runtime_only(key: str) -> bool:
-    return key in ("truncation_psi", "style_mixing", "component_mixing", "component_dropout", "attention",
-                   "w_avg_beta")
-
-
-def write_json(path: str, data: dict[str, Any]) -> None:
-    """Atomic JSON write."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2)
-    os.replace(tmp, path)
 
 
 def load_saved_options(run_dir: str) -> dict[str, Any]:

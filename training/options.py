@@ -7,14 +7,19 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from dnnlib.util import UserError
+from training.config import invocation_field
 from training.loss import D_LOSSES, D_REGS, G_LOSSES
 
 
 @dataclass
 class TrainingOptions:
-    """Everything the training loop needs besides the network configs."""
+    """Everything the training loop needs besides the network configs.
 
-    run_dir: str = ""
+    These describe the schedule, not the shape of the checkpoint: a resumed run may change them (the changes are
+    printed). Fields made with `invocation_field` belong to one invocation and are not compared at all.
+    """
+
+    run_dir: str = invocation_field("")
     dataset: str = ""
     resolution: Optional[int] = None
     ratio: Optional[float] = None
@@ -46,12 +51,12 @@ class TrainingOptions:
     deterministic: bool = False
     xla: bool = True
     eager: bool = False
-    gpus: Optional[list[int]] = None
+    gpus: Optional[list[int]] = invocation_field(None)
     summarize: bool = True
     keep_samples: bool = True
     grid_size: tuple[int, int] = (3, 2)
-    pretrained_pkl: Optional[str] = None
-    max_ticks: Optional[int] = None
+    pretrained_pkl: Optional[str] = invocation_field(None)
+    max_ticks: Optional[int] = invocation_field(None)
 
     def validate(self, num_replicas: int = 1) -> "TrainingOptions":
         """Raises `UserError` (naming the flag) on bad values; returns self."""
