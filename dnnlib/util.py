@@ -8,6 +8,7 @@ md5/sha256 and only then renamed into place. Google Drive links go through Drive
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import hashlib
 import html.parser
@@ -52,6 +53,13 @@ def print_user_error(exc: BaseException, prog: str = "") -> int:
     prefix = f"{prog}: " if prog else ""
     print(f"{prefix}error: {' '.join(str(exc).split())}", file=sys.stderr)
     return USER_ERROR_EXIT
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are `UserError`s (one line naming the flag, no usage dump)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UserError(f"{message} (see --help)")
 
 
 def write_atomic(path: str, data: Union[bytes, str], fsync: bool = True) -> None:

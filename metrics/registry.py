@@ -2,8 +2,8 @@
 
 Names: `fid50k`, `fid10k`, `fid5k`, `fid1k`, `fid` (FID); `kid50k`, `kid10k`, `kid` (KID); `is50k`, `is10k`, `is`
 (Inception Score); `pr50k3`, `pr10k3`, `pr` (precision/recall, k=3); `ppl_wend`, `ppl_zend`, `ppl_wfull`,
-`ppl_zfull`, `ppl` (PPL); `fg_ari`, `fg_ari1k` (attention maps vs object regions on grey-floor scenes). Names
-without a count use `num_images` of `evaluate` (`--eval-images-num`).
+`ppl_zfull`, `ppl` (PPL); `fg_ari`, `fg_ari500`, `fg_ari1k` (attention maps vs object regions on grey-floor
+scenes). Names without a count use `num_images` of `evaluate` (`--eval-images-num`).
 """
 
 from __future__ import annotations
@@ -147,7 +147,7 @@ def _plan_fg_ari(ctx: EvalContext, n: int) -> None:
     check_scene_data(ctx.dataset, ctx.Gs)
 
 
-@register({"fg_ari": None, "fg_ari1k": 1000}, "segmenter", _plan_fg_ari)
+@register({"fg_ari": None, "fg_ari500": 500, "fg_ari1k": 1000}, "segmenter", _plan_fg_ari)
 def compute_fg_ari(ctx: EvalContext, n: int) -> Results:
     from metrics.fg_ari import fg_ari
     return fg_ari(ctx.Gs, n, batch_size=max(ctx.batch_size, 16), seed=ctx.seed)

@@ -1,0 +1,258 @@
+"""Train several models on one dataset under an equal budget and compare them (FID and FG-ARI along the way).
+
+Every model trains through `run_network.py --train` (its own training loop, in a subprocess), with the same
+dataset, resolution, channel cap, batch size, seed, R1 gamma and number of images seen; metrics are evaluated at
+kimg 0 and every `--eval-every` kimg. The outputs go to one folder (default `results/study`):
+
+    study.json   per model: kimg, images seen, training seconds, wall seconds, FID (and FG-ARI) at every evaluation,
+                 parameter counts; the options; the segmenter's own score on rendered scenes
+    fid.png      FID vs kimg, FID vs training time, FG-ARI vs kimg
+    samples/     final samples of every model (latents from the same seed), the real images
+    maps/        GANformer attention maps (image | map | blend) at every evaluation
+    study.html   all of it on one page
+    runs/        the training runs (checkpoints, logs, snapshots); <model>.log is each run's console output
+
+Re-running the same command continues unfinished models and keeps finished ones; a stop or kill loses at most one
+evaluation interval (checkpoints are written at every evaluation).
+
+    python benchmarks/study.py                                   # the default study: shapes 32x32, ganformer vs stylegan2
+    python benchmarks/study.py --models ganformer,stylegan2,kgan --dataset clevr --resolution 64 --gpus 0,1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Optional
+
+from tqdm import tqdm
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from benchmarks import study_report  # noqa: E402
+from dnnlib.util import OneLineArgumentParser, UserError, print_user_error, write_json_atomic  # noqa: E402
+
+# run_network.py flags per model name. "ganformer" is the paper's CLEVR preset (k=8 latents of 128 dims, no
+# latent-to-latent attention in the mapping, no style modulation besides attention).
+MODELS: dict[str, list[str]] = {
+    "ganformer": ["--ganformer-default", "--components-num", "8", "--latent-size", "128",
+                  "--mapping-ltnt2ltnt", "false", "--style", "false"],
+    "ganformer-ffhq": ["--ganformer-default"],
+    "stylegan2": ["--baseline", "StyleGAN2"],
+    "gan": ["--baseline", "GAN"],
+    "kgan": ["--baseline", "kGAN"],
+    "sagan": ["--baseline", "SAGAN"],
+}
+ATTENTION_MODELS = ("ganformer", "ganformer-ffhq")
+ARI_METRIC = "fg_ari500"  # FG-ARI on 500 generated images (attention models only)
+
+
+@dataclass
+class StudyOptions:
+    """What makes two studies comparable (stored in `study.json`; a re-run must match it)."""
+
+    dataset: str = "shapes"
+    data_dir: str = "datasets"
+    resolution: int = 32
+    models: list[str] = field(default_factory=lambda: ["ganformer", "stylegan2"])
+    kimg: float = 40.0
+    eval_every: float = 8.0
+    fid_images: int = 2000
+    channel_max: int = 32
+    batch_size: int = 16
+    batch_gpu: Optional[int] = None
+    gamma: float = 10.0
+    seed: int = 1000
+    xla: bool = False
+    gpus: Optional[str] = None
+    shapes_images: int = 10000
+    run_args: str = ""
+
+
+def parse_args(argv: Optional[list[str]] = None) -> tuple[StudyOptions, str]:
+    """Parses and validates the command line; returns (options, result dir)."""
+    d = StudyOptions()
+    p = OneLineArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--dataset", default=d.dataset, help="a prepared dataset name (shapes is rendered if missing)")
+    p.add_argument("--data-dir", default=d.data_dir)
+    p.add_argument("--resolution", type=int, default=d.resolution)
+    p.add_argument("--models", default=",".join(d.models), help=f"comma list of {', '.join(MODELS)}")
+    p.add_argument("--kimg", type=float, default=d.kimg, help="thousands of real images each model sees")
+    p.add_argument("--eval-every", type=float, default=d.eval_every, help="kimg between evaluations")
+    p.add_argument("--fid-images", type=int, default=d.fid_images, help="generated (and real) images per FID")
+    p.add_argument("--channel-max", type=int, default=d.channel_max)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--batch-gpu", type=int, default=None, help="per-replica micro-batch (default: --batch-size)")
+    p.add_argument("--gamma", type=float, default=d.gamma, help="R1 weight, the same for every model")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--xla", choices=["true", "false"], default="false")
+    p.add_argument("--gpus", default=None, help="e.g. 0,1 (passed to run_network.py)")
+    p.add_argument("--shapes-images", type=int, default=d.shapes_images, help="images to render for shapes")
+    p.add_argument("--run-args", default="", help="extra run_network.py flags for every model, e.g. --run-args=--eager")
+    p.add_argument("--result-dir", default=os.path.join("results", "study"))
+    a = p.parse_args(argv)
+    opts = StudyOptions(dataset=a.dataset, data_dir=a.data_dir, resolution=a.resolution,
+                        models=[m.strip() for m in a.models.split(",") if m.strip()], kimg=a.kimg,
+                        eval_every=a.eval_every, fid_images=a.fid_images,
+                        channel_max=a.channel_max, batch_size=a.batch_size, batch_gpu=a.batch_gpu, gamma=a.gamma,
+                        seed=a.seed, xla=a.xla == "true", gpus=a.gpus, shapes_images=a.shapes_images,
+                        run_args=a.run_args)
+    validate(opts)
+    return opts, a.result_dir
+
+
+def validate(o: StudyOptions) -> None:
+    """One-line UserErrors naming the flag."""
+    unknown = [m for m in o.models if m not in MODELS]
+    if unknown or not o.models or len(set(o.models)) != len(o.models):
+        raise UserError(f"--models {','.join(o.models)}: give distinct names from {', '.join(MODELS)}")
+    if not (o.kimg > 0 and o.eval_every > 0):
+        raise UserError(f"--kimg {o.kimg} / --eval-every {o.eval_every}: both must be positive")
+    if o.eval_every > o.kimg:
+        raise UserError(f"--eval-every {o.eval_every} is longer than --kimg {o.kimg}; e.g. --eval-every {o.kimg}")
+    if o.fid_images < 2:
+        raise UserError(f"--fid-images {o.fid_images}: must be >= 2")
+    if o.resolution < 4 or o.resolution & (o.resolution - 1):
+        raise UserError(f"--resolution {o.resolution}: must be a power of two >= 4")
+    if o.channel_max < 1 or o.batch_size < 1 or (o.batch_gpu is not None and o.batch_gpu < 1):
+        raise UserError("--channel-max, --batch-size and --batch-gpu must be >= 1")
+
+
+def run_flags(o: StudyOptions, model: str, result_dir: str) -> list[str]:
+    """The run_network.py command line of one model."""
+    metrics = "fid" + (f",{ARI_METRIC}" if model in ATTENTION_MODELS else "")
+    flags = ["--train", *MODELS[model], "--dataset", o.dataset, "--data-dir", o.data_dir, "--resolution",
+             str(o.resolution), "--result-dir", os.path.join(result_dir, "runs"), "--expname", model,
+             "--channel-max", str(o.channel_max), "--batch-size", str(o.batch_size),
+             "--batch-gpu", str(o.batch_gpu or o.batch_size), "--total-kimg", str(o.kimg),
+             "--kimg-per-tick", str(o.eval_every), "--network-snapshot-ticks", "1", "--img-snapshot-ticks", "1",
+             "--maps-snapshot-ticks", "1", "--last-snapshots", "0", "--metrics", metrics,
+             "--eval-images-num", str(o.fid_images), "--seed", str(o.seed), "--gamma", str(o.gamma),
+             "--xla", "true" if o.xla else "false"]
+    if o.gpus:
+        flags += ["--gpus", o.gpus]
+    return flags + o.run_args.split()
+
+
+def run_dir(result_dir: str, model: str) -> str:
+    return os.path.join(result_dir, "runs", f"{model}-000")
+
+
+def kimg_done(path: str) -> float:
+    """Progress of a run from its stats.jsonl (0 when it has not finished a tick)."""
+    stats = os.path.join(path, "stats.jsonl")
+    if not os.path.isfile(stats):
+        return 0.0
+    kimg = 0.0
+    with open(stats, encoding="utf-8") as f:
+        for line in f:
+            try:
+                kimg = max(kimg, float(json.loads(line).get("Progress/kimg", 0.0)))
+            except ValueError:
+                continue
+    return kimg
+
+
+def prepare_dataset(o: StudyOptions) -> None:
+    """Renders `shapes` when it is missing; any other dataset must be prepared by the user."""
+    path = os.path.join(o.data_dir, o.dataset)
+    if os.path.isdir(path):
+        return
+    if o.dataset != "shapes":
+        raise UserError(f"--dataset {o.dataset}: {path} does not exist; prepare it with prepare_data.py first")
+    from prepare_data import main as prepare
+    rc = prepare(["--shapes", "--resolution", str(o.resolution), "--max-images", str(o.shapes_images),
+                  "--data-dir", o.data_dir])
+    if rc not in (0, None):
+        raise UserError(f"--dataset shapes: rendering into {path} failed (exit {rc})")
+
+
+def load_state(result_dir: str, o: StudyOptions) -> dict:
+    """The study's state (options and per-model wall seconds); refuses a re-run with other options."""
+    path = os.path.join(result_dir, "state.json")
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as f:
+            state = json.load(f)
+        if state.get("options") != asdict(o):
+            old, new = state.get("options", {}), asdict(o)
+            changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+            raise UserError(f"{result_dir} holds a study with other options ({', '.join(changed)}); "
+                            "rerun with the same options or pass a new --result-dir")
+        return state
+    return {"options": asdict(o), "wall_seconds": {}}
+
+
+def train_model(o: StudyOptions, model: str, result_dir: str, state: dict, bar: tqdm, base: float) -> None:
+    """Runs (or resumes) one model's training in a subprocess, updating the study bar from its stats."""
+    log_path = os.path.join(result_dir, "runs", f"{model}.log")
+    cmd = [sys.executable, os.path.join(ROOT, "run_network.py"), *run_flags(o, model, result_dir)]
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    start = time.time()
+    with open(log_path, "a", encoding="utf-8") as log:
+        log.write(f"\n$ {' '.join(cmd)}\n")
+        log.flush()
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        try:
+            while proc.poll() is None:
+                time.sleep(2.0)
+                bar.n = base + kimg_done(run_dir(result_dir, model))
+                bar.set_postfix_str(model)
+                bar.refresh()
+        finally:
+            if proc.poll() is None:
+                proc.terminate()  # SIGTERM: the run writes a checkpoint and stops
+                proc.wait()
+            state["wall_seconds"][model] = state["wall_seconds"].get(model, 0.0) + time.time() - start
+            write_json_atomic(os.path.join(result_dir, "state.json"), state)
+    if proc.returncode != 0:
+        tail = open(log_path, encoding="utf-8", errors="replace").read().strip().splitlines()[-1:]
+        raise UserError(f"{model}: run_network.py exited {proc.returncode} ({tail[0] if tail else 'no output'}); "
+                        f"see {log_path}")
+
+
+def run_study(o: StudyOptions, result_dir: str) -> dict:
+    """Trains every model that has not finished, then writes the report; returns study.json's content."""
+    os.makedirs(os.path.join(result_dir, "runs"), exist_ok=True)
+    state = load_state(result_dir, o)
+    write_json_atomic(os.path.join(result_dir, "state.json"), state)
+    prepare_dataset(o)
+    total = o.kimg * len(o.models)
+    with tqdm(total=total, unit="kimg", desc="study", bar_format="{l_bar}{bar}| {n:.2f}/{total:.2f} kimg "
+                                                                  "[{elapsed}<{remaining}] {postfix}") as bar:
+        for i, model in enumerate(o.models):
+            base = i * o.kimg
+            if os.path.isfile(os.path.join(run_dir(result_dir, model), "_finished.txt")):
+                bar.n = base + o.kimg
+                bar.refresh()
+                continue
+            train_model(o, model, result_dir, state, bar, base)
+            bar.n = base + o.kimg
+            bar.refresh()
+    return study_report.write_report(result_dir, asdict(o), state["wall_seconds"], ATTENTION_MODELS, ARI_METRIC)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    try:
+        opts, result_dir = parse_args(argv)
+        summary = run_study(opts, result_dir)
+    except UserError as exc:
+        print_user_error(exc, prog="study.py")
+        return 2
+    except KeyboardInterrupt:
+        print("study.py: interrupted; run the same command again to continue", file=sys.stderr)
+        return 130
+    print(study_report.summary_table(summary))
+    print(f"Wrote {os.path.join(result_dir, 'study.html')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

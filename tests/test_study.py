@@ -1,0 +1,87 @@
+"""benchmarks/study.py end to end at toy size: every output, resume after a stop, one-line refusals."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.train_helpers import ROOT, make_shapes
+
+STUDY = os.path.join(ROOT, "benchmarks", "study.py")
+TOY = ["--resolution", "16", "--channel-max", "16", "--kimg", "0.008", "--eval-every", "0.008", "--fid-images", "8",
+       "--batch-size", "4", "--run-args=--eager"]
+
+
+def _study(args, cwd, **kw):
+    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.Popen([sys.executable, STUDY, *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kw)
+
+
+def _commands(log_path):
+    return sum(1 for line in open(log_path, encoding="utf-8") if line.startswith("$ "))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--models", "ganformer,bogus"], "--models"),
+    (["--kimg", "1", "--eval-every", "2"], "--eval-every"),
+    (["--resolution", "12"], "--resolution"),
+    (["--fid-images", "1"], "--fid-images"),
+    (["--kimg"], "--kimg"),
+    (["--dataset", "nosuch"], "--dataset nosuch"),
+])
+def test_bad_options_are_one_line(tmp_path, args, message):
+    proc = _study([*args, "--data-dir", str(tmp_path), "--result-dir", str(tmp_path / "s")], cwd=str(tmp_path))
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2
+    assert len(err.strip().splitlines()) == 1 and message in err and "Traceback" not in err
+
+
+def test_toy_study_writes_everything_and_resumes(tmp_path):
+    data = str(tmp_path / "data")
+    make_shapes(data, count=32, resolution=16)
+    result = str(tmp_path / "study")
+    args = [*TOY, "--data-dir", data, "--result-dir", result]
+    # 1. Stop the study (Ctrl-C to its process group) once the first model has finished and the second started.
+    proc = _study(args, cwd=str(tmp_path), start_new_session=True)
+    second_log = os.path.join(result, "runs", "stylegan2.log")
+    deadline = time.time() + 900
+    while not os.path.isfile(second_log) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.5)
+    assert proc.poll() is None, proc.communicate()[1]
+    os.killpg(proc.pid, signal.SIGINT)
+    proc.communicate(timeout=300)
+    assert proc.returncode != 0
+    assert os.path.isfile(os.path.join(result, "runs", "ganformer-000", "_finished.txt"))
+    assert not os.path.isfile(os.path.join(result, "study.json"))
+    # 2. The same command continues: the finished model is not trained again.
+    proc = _study(args, cwd=str(tmp_path))
+    out, err = proc.communicate(timeout=900)
+    assert proc.returncode == 0, err[-2000:]
+    assert _commands(os.path.join(result, "runs", "ganformer.log")) == 1
+    assert _commands(second_log) == 2
+    summary = json.load(open(os.path.join(result, "study.json")))
+    assert list(summary["models"]) == ["ganformer", "stylegan2"]
+    for name, rec in summary["models"].items():
+        assert [e["kimg"] for e in rec["evaluations"]] == [0.0, 0.008]
+        assert all(e["fid"] > 0 and e["fid_num_images"] == 8 for e in rec["evaluations"])
+        assert rec["finished"] and rec["parameters"]["G"] > 0 and rec["wall_seconds"] > 0
+        assert ("fg_ari" in rec["evaluations"][-1]) == (name == "ganformer")
+    assert len(summary["models"]["ganformer"]["maps"]) == 2 and not summary["models"]["stylegan2"]["maps"]
+    assert 0.0 <= summary["segmenter_vs_renderer"]["fg_ari"] <= 1.0
+    page = open(os.path.join(result, "study.html"), encoding="utf-8").read()
+    for rel in ["fid.png", "samples/reals.png", "samples/ganformer.png", "samples/stylegan2.png",
+                *summary["models"]["ganformer"]["maps"]]:
+        assert os.path.isfile(os.path.join(result, rel)) and rel in page, rel
+    assert "| ganformer |" in out
+    # 3. Once more: nothing is trained; other options are refused with one line.
+    proc = _study(args, cwd=str(tmp_path))
+    proc.communicate(timeout=600)
+    assert proc.returncode == 0 and _commands(second_log) == 2
+    proc = _study([*args, "--gamma", "5"], cwd=str(tmp_path))
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and "gamma" in err and len(err.strip().splitlines()) == 1
