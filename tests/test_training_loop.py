@@ -107,6 +107,15 @@ def test_bad_options_are_user_errors(data_dir, tmp_path):
         _trainer(str(tmp_path), data_dir, ratio=1.5)
 
 
+@pytest.mark.parametrize("pl_weight,d_reg", [(0.0, "r1"), (2.0, "non")])
+def test_optimizers_use_the_lazy_regularization_ratio_of_the_original(data_dir, tmp_path, pl_weight, d_reg):
+    """Spec §3.2: G lr 0.0016, beta2 0.991992; D lr 0.0018824, beta2 0.990585, with or without a regularizer."""
+    trainer = _trainer(str(tmp_path), data_dir, pl_weight=pl_weight, d_reg=d_reg)
+    assert (trainer.g_opt.learning_rate, trainer.g_opt.beta2) == pytest.approx((0.0016, 0.991992), abs=1e-6)
+    assert (trainer.d_opt.learning_rate, trainer.d_opt.beta2) == pytest.approx((0.0018824, 0.990585), abs=1e-6)
+    assert trainer.g_opt.beta1 == trainer.d_opt.beta1 == 0.0
+
+
 @pytest.mark.parametrize("rampup", [0.05, None])
 def test_ema_rampup_makes_gs_follow_g_at_first(data_dir, tmp_path, rampup):
     """With the ramp-up, the first update sets Gs := G (beta 0); without it, Gs keeps ~all its initial weights."""

@@ -64,10 +64,9 @@ class Trainer:
             self.Gs = Generator(g_cfg, seed=opts.seed)
             for src, dst in zip(self.G.variables, self.Gs.variables):
                 dst.assign(src)
-            g_int = opts.g_reg_interval if opts.pl_weight > 0 else None
-            d_int = opts.d_reg_interval if opts.d_reg != "non" and opts.gamma > 0 else None
-            self.g_opt = Adam(self.G.trainable_variables, opts.g_lr, reg_interval=g_int, name="g_opt")
-            self.d_opt = Adam(self.D.trainable_variables, opts.d_lr, reg_interval=d_int, name="d_opt")
+            # The lazy-regularization adjustment applies to both nets even without a regularizer (spec §3.2).
+            self.g_opt = Adam(self.G.trainable_variables, opts.g_lr, reg_interval=opts.g_reg_interval, name="g_opt")
+            self.d_opt = Adam(self.D.trainable_variables, opts.d_lr, reg_interval=opts.d_reg_interval, name="d_opt")
             self.progress = Progress()
         ckpt_dir = opts.run_dir if self.chief else tempfile.mkdtemp(prefix="ganformer-worker-")
         self.ckpt = TrainCheckpoint(ckpt_dir, max_to_keep=3, G=self.G, D=self.D, Gs=self.Gs, g_opt=self.g_opt,
