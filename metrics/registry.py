@@ -192,7 +192,7 @@ def evaluate(metric_names: Union[str, Sequence[str]], Gs: Any, dataset: Any, num
         num_images: Image count for names without one (`fid`, `is`, ...); `--eval-images-num`.
         run_dir: Results go to `<run_dir>/metric-<name>.jsonl`.
         snapshot_name: Snapshot identifier recorded with the results.
-        kimg: Training progress recorded with the results (TensorBoard step).
+        kimg: Training progress recorded with the results (TensorBoard step: kimg * 1000, images seen).
         batch_size: Images per replica per step.
         strategy: tf.distribute strategy: generation runs on all its replicas.
         inception_path, vgg16_path: Explicit network files (`--inception`, `--vgg16`).
@@ -234,12 +234,12 @@ def evaluate(metric_names: Union[str, Sequence[str]], Gs: Any, dataset: Any, num
                       **_network_info(ctx, m.network))
         _append_jsonl(os.path.join(run_dir, f"metric-{m.name}.jsonl"), record)
         print_fn(f"{snapshot_name} time {seconds:.1f}s {m.name} {record['value']:.4f}")
-        if tb_writer is not None:
+        if tb_writer is not None:  # step = images seen, as the training scalars
             with tb_writer.as_default():
-                tf.summary.scalar(f"Metrics/{m.name}", record["value"], step=int(kimg))
+                tf.summary.scalar(f"Metrics/{m.name}", record["value"], step=round(kimg * 1000))
                 for key, val in results.items():
                     if isinstance(val, float):
-                        tf.summary.scalar(f"Metrics/{m.name}/{key}", val, step=int(kimg))
+                        tf.summary.scalar(f"Metrics/{m.name}/{key}", val, step=round(kimg * 1000))
             tb_writer.flush()
         records.append(record)
     if errors and not records:

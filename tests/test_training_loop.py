@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from dnnlib.util import UserError
-from tests.train_helpers import TINY_FLAGS, make_shapes
+from tests.train_helpers import TINY_FLAGS, make_shapes, read_scalars
 from training.dataset import open_dataset
 from training.options import TrainingOptions
 from training.presets import configs_from_options, preset_options
@@ -51,13 +51,19 @@ def _weights(trainer):
 def test_cli_run_writes_every_artefact(data_dir, tmp_path):
     from run_network import main
     main(["--train", "--ganformer-default", "--dataset", "shapes", "--data-dir", data_dir, "--result-dir",
-          str(tmp_path), "--total-kimg", "0.016", "--eager", *TINY_FLAGS])
+          str(tmp_path), "--total-kimg", "0.016", "--eager", *TINY_FLAGS, "--metrics", "fg_ari",
+          "--eval-images-num", "8"])
     run = os.path.join(str(tmp_path), "exp-000")
     for name in ("log.txt", "stats.jsonl", "reals.png", "training_options.json", "network-final.pkl",
-                 "_finished.txt", "checkpoints/checkpoint"):
+                 "_finished.txt", "checkpoints/checkpoint", "metric-fg_ari.jsonl"):
         assert os.path.exists(os.path.join(run, name)), name
-    assert glob.glob(os.path.join(run, "events.out.tfevents.*"))
-    assert len(glob.glob(os.path.join(run, "network-snapshot-*.pkl"))) == 2
+    # TensorBoard: the training scalars per tick and the metric at every snapshot, step = images seen
+    scalars = read_scalars(run)
+    assert [step for step, _ in scalars["G/loss"]] == [8, 16] and [s for s, _ in scalars["Progress/kimg"]] == [8, 16]
+    values = [json.loads(line)["value"] for line in open(os.path.join(run, "metric-fg_ari.jsonl"))]
+    assert len(values) == 3 and scalars["Metrics/fg_ari"] == [(step, pytest.approx(v, rel=1e-6))
+                                                              for step, v in zip([0, 8, 16], values)]
+    assert len(glob.glob(os.path.join(run, "network-snapshot-*.pkl"))) == 3  # kimg 0 (metrics baseline) + 2 ticks
     # kimg 0 (the untrained networks) and both ticks
     assert len(glob.glob(os.path.join(run, "visuals", "images", "*.png"))) == 3
     assert len(glob.glob(os.path.join(run, "visuals", "maps", "*.png"))) == 3

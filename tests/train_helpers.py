@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import subprocess
 import sys
@@ -28,3 +29,15 @@ def run_cli(args: list[str], cwd: str, env: dict | None = None, timeout: int = 6
     full_env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3", **(env or {}))
     return subprocess.run([sys.executable, os.path.join(ROOT, "run_network.py"), *args], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def read_scalars(run_dir: str) -> dict[str, list[tuple[int, float]]]:
+    """TensorBoard scalars of a run read back from its event files: tag -> [(step, value), ...] in write order."""
+    import tensorflow as tf
+    out: dict[str, list[tuple[int, float]]] = {}
+    for path in sorted(glob.glob(os.path.join(run_dir, "events.out.tfevents.*"))):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                if value.metadata.plugin_data.plugin_name == "scalars":
+                    out.setdefault(value.tag, []).append((event.step, float(tf.make_ndarray(value.tensor))))
+    return out
