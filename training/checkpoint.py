@@ -1,16 +1,29 @@
 """Full training state: G, D, Gs, both optimizers (main+reg share slots), progress counters and the data position.
 
-Written with `tf.train.Checkpoint` + `tf.train.CheckpointManager` (TF writes the data files first and the small
-`checkpoint` index last, so a process killed mid-write leaves the previous checkpoint valid); the newest N are kept.
+Written with `tf.train.Checkpoint` + `tf.train.CheckpointManager` (the newest N are kept). After TF has written
+`ckpt-<step>.index` and its data files, a small `ckpt-<step>.sha256.json` (written atomically) records their sizes
+and sha256. A resume never trusts the `checkpoint` index file alone: it lists the `ckpt-*` files, and takes the
+newest checkpoint whose files match their record and that restores, saying why it skipped newer ones; a run dir
+holding checkpoints of which none is intact is an error, never a silent restart.
 A portable data-only snapshot (`network-snapshot-<kimg>.pkl`) is written beside it for eval/vis/generate.
 """
 
 from __future__ import annotations
 
+import glob
+import hashlib
+import json
 import os
+import re
+import time
 from typing import Optional
 
 import tensorflow as tf
+
+from dnnlib.util import UserError, write_atomic
+
+RECORD_SUFFIX = ".sha256.json"
+_CKPT_FILE = re.compile(r"^ckpt-(\d+)\.(?:index|data-\d{5}-of-\d{5})$")
 
 
 class Progress(tf.Module):
@@ -38,6 +51,72 @@ def _by_name(obj: tf.Module) -> tf.Module | dict:
     return {name.replace("/", "."): var for name, var in named()}
 
 
+# ----------------------------------------------------------------------------------------- files on disk
+def list_checkpoints(directory: str) -> list[str]:
+    """Path prefixes (`<dir>/ckpt-<step>`) of every checkpoint with an index or data file in `directory`, newest
+    (highest step) first; found by listing the files, whatever the `checkpoint` index file says."""
+    steps = {int(m.group(1)) for name in _listdir(directory) if (m := _CKPT_FILE.match(name))}
+    return [os.path.join(directory, f"ckpt-{step}") for step in sorted(steps, reverse=True)]
+
+
+def _listdir(directory: str) -> list[str]:
+    return os.listdir(directory) if os.path.isdir(directory) else []
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_checksums(prefix: str) -> None:
+    """Records the size and sha256 of the checkpoint's files in `<prefix>.sha256.json` (atomically)."""
+    files = [prefix + ".index"] + sorted(glob.glob(glob.escape(prefix) + ".data-*"))
+    record = {os.path.basename(p): {"bytes": os.path.getsize(p), "sha256": _sha256(p)} for p in files}
+    write_atomic(prefix + RECORD_SUFFIX, json.dumps({"files": record}, indent=1) + "\n")
+
+
+def checksum_problem(prefix: str) -> Optional[str]:
+    """What is wrong with the files of checkpoint `prefix` (missing, or differing from the record written when it was
+    saved), or None. A checkpoint without a record (older runs) is checked only for its index file here."""
+    if not os.path.isfile(prefix + ".index"):
+        return f"{os.path.basename(prefix)}.index is missing"
+    if not os.path.exists(prefix + RECORD_SUFFIX):
+        return None
+    base = os.path.basename(prefix)
+    try:
+        with open(prefix + RECORD_SUFFIX, encoding="utf-8") as f:
+            files = json.load(f)["files"]
+        expected = {str(name): (int(v["bytes"]), str(v["sha256"])) for name, v in files.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        expected = {}
+    own = all(n.startswith(base + ".") and _CKPT_FILE.match(n) for n in expected)  # no paths out of the folder
+    if not own or base + ".index" not in expected:
+        return f"its checksum record {base}{RECORD_SUFFIX} is unreadable (delete it to rely on TensorFlow's checks)"
+    folder = os.path.dirname(prefix)
+    for name, (size, sha) in sorted(expected.items()):
+        path = os.path.join(folder, name)
+        if not os.path.isfile(path):
+            return f"{name} is missing"
+        if os.path.getsize(path) != size:
+            return f"{name} has {os.path.getsize(path)} bytes, {size} when saved (truncated or overwritten)"
+        if _sha256(path) != sha:
+            return f"{name} differs from its sha256 recorded when saved (the file is corrupt)"
+    return None
+
+
+def _remove_orphan_records(directory: str) -> list[str]:
+    """Removes the checksum records of checkpoints that no longer exist (the manager deletes only TF's files)."""
+    orphans = [os.path.join(directory, n) for n in _listdir(directory) if n.endswith(RECORD_SUFFIX)
+               and not os.path.exists(os.path.join(directory, n[:-len(RECORD_SUFFIX)] + ".index"))]
+    for path in orphans:
+        os.remove(path)
+    return orphans
+
+
+# ------------------------------------------------------------------------------------------------ the state
 class TrainCheckpoint:
     """Saves/restores the whole training state in `<run_dir>/checkpoints/`.
 
@@ -49,21 +128,80 @@ class TrainCheckpoint:
 
     def __init__(self, run_dir: str, max_to_keep: int = 3, **trackables: tf.Module) -> None:
         self.directory = os.path.join(run_dir, "checkpoints")
+        self.max_to_keep = max(1, max_to_keep)
         self.ckpt = tf.train.Checkpoint(**{k: _by_name(v) for k, v in trackables.items()})
-        self.manager = tf.train.CheckpointManager(self.ckpt, self.directory, max_to_keep=max(1, max_to_keep))
+        self._manager: Optional[tf.train.CheckpointManager] = None
 
     @property
-    def latest(self) -> Optional[str]:
-        """Path prefix of the newest complete checkpoint, or None."""
-        return self.manager.latest_checkpoint
+    def manager(self) -> tf.train.CheckpointManager:
+        """The manager that numbers and prunes checkpoints; created at first use, after the `checkpoint` index file
+        was rewritten from the files on disk if it is unreadable or disagrees with them (garbage, deleted files)."""
+        if self._manager is None:
+            names = [os.path.basename(p) for p in reversed(list_checkpoints(self.directory))]
+            try:
+                self._manager = tf.train.CheckpointManager(self.ckpt, self.directory, max_to_keep=self.max_to_keep)
+                listed = [os.path.basename(p) for p in self._manager.checkpoints]
+            except (ValueError, UnicodeError, tf.errors.OpError):  # what TF raises for some damaged index files
+                listed = None
+            if listed != names:
+                self._write_index(names)
+                self._manager = tf.train.CheckpointManager(self.ckpt, self.directory, max_to_keep=self.max_to_keep)
+        return self._manager
 
     def save(self, step: int) -> str:
-        """Writes a checkpoint numbered `step` (the minibatch counter)."""
-        return self.manager.save(checkpoint_number=step)
+        """Writes checkpoint `ckpt-<step>` (step = the minibatch counter), then its checksum record."""
+        prefix = os.path.join(self.directory, f"ckpt-{step}")
+        if os.path.exists(prefix + RECORD_SUFFIX):  # a record of an older ckpt-<step> must not outlive it
+            os.remove(prefix + RECORD_SUFFIX)
+        path = self.manager.save(checkpoint_number=step)
+        write_checksums(path)
+        _remove_orphan_records(self.directory)
+        return path
 
     def restore_latest(self) -> Optional[str]:
-        """Restores the newest checkpoint (all objects must match); returns its path or None."""
-        path = self.latest
-        if path:
-            self.ckpt.restore(path).assert_existing_objects_matched()
-        return path
+        """Restores the newest intact checkpoint (all objects must match); returns its path, or None if the run has
+        no checkpoint.
+
+        Raises:
+            UserError: The run has checkpoints (or their index file) but none is intact.
+        """
+        prefixes = list_checkpoints(self.directory)
+        if not prefixes:
+            if os.path.exists(os.path.join(self.directory, "checkpoint")):
+                raise UserError(f"{self.directory}: the index file 'checkpoint' exists but no ckpt-* files do; "
+                                f"restore them from a backup, or pass --restart to start a new run")
+            return None
+        problems = []
+        for prefix in prefixes:
+            problem = checksum_problem(prefix) or self._restore(prefix)
+            if problem is None:
+                if problems:
+                    print(f"Falling back to {prefix}, the newest intact checkpoint", flush=True)
+                return prefix
+            print(f"Checkpoint {prefix} is not usable: {problem}", flush=True)
+            problems.append(f"{os.path.basename(prefix)}: {problem}")
+        raise UserError(f"{self.directory}: no intact checkpoint ({'; '.join(problems)}); restore the files from a "
+                        f"backup, or pass --restart to start a new run")
+
+    def _restore(self, prefix: str) -> Optional[str]:
+        """Restores `prefix`; returns why it failed, or None."""
+        try:
+            self.ckpt.restore(prefix).assert_existing_objects_matched()
+        except Exception as exc:  # TF's errors for damaged or foreign files vary (DataLoss, OpError, ValueError ...)
+            message = " ".join(str(exc).split())
+            return f"TensorFlow cannot restore it ({type(exc).__name__}: {message[:200]})"
+        return None
+
+    def _write_index(self, names: list[str]) -> None:
+        """Writes the `checkpoint` index file (atomically) listing `names`, oldest first (no file when empty)."""
+        path = os.path.join(self.directory, "checkpoint")
+        if not names:
+            if os.path.exists(path):
+                os.remove(path)
+            return
+        now = time.time()
+        lines = [f'model_checkpoint_path: "{names[-1]}"']
+        lines += [f'all_model_checkpoint_paths: "{name}"' for name in names]
+        lines += [f"all_model_checkpoint_timestamps: {now}" for _ in names]
+        lines += [f"last_preserved_timestamp: {now - 1}"]  # older: the manager prunes only newer timestamps
+        write_atomic(path, "\n".join(lines) + "\n")

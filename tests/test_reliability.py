@@ -1,0 +1,158 @@
+"""Fault injection (issue 12): damaged checkpoint files.
+
+A tiny StyleGAN2 run (one minibatch of 4 per tick, a checkpoint and a snapshot every tick) is trained once; each
+test damages a copy of it and checks the resume.
+"""
+
+import glob
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from dnnlib.tflib.snapshot import read_snapshot
+from dnnlib.util import UserError
+from tests.test_training_loop import _trainer as _base_trainer
+from tests.train_helpers import make_shapes
+from training.training_loop import snapshot_label
+
+TICK_KIMG = 0.004  # one minibatch of 4 images
+def _trainer(run_dir, data_dir, **kw):
+    kw.setdefault("total_kimg", 3 * TICK_KIMG)
+    return _base_trainer(run_dir, data_dir, preset="stylegan2", kimg_per_tick=TICK_KIMG, **kw)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    d = str(tmp_path_factory.mktemp("data"))
+    make_shapes(d, count=32, resolution=16)
+    return d
+
+
+@pytest.fixture(scope="module")
+def base_run(data_dir, tmp_path_factory):
+    """A finished 3-tick run: checkpoints ckpt-1..3, snapshots at 0.004/0.008/0.012 kimg, network-final.pkl."""
+    run_dir = str(tmp_path_factory.mktemp("base") / "run")
+    _trainer(run_dir, data_dir).run()
+    return run_dir
+
+
+@pytest.fixture
+def run(base_run, tmp_path):
+    """A fresh copy of the base run."""
+    path = str(tmp_path / "run")
+    shutil.copytree(base_run, path)
+    return path
+
+
+def _ckpt(run_dir, name):
+    return os.path.join(run_dir, "checkpoints", name)
+
+
+def _data_file(run_dir, step):
+    return glob.glob(_ckpt(run_dir, f"ckpt-{step}.data-*"))[0]
+
+
+def _assert_same_weights(path_a, path_b):
+    (a, _), (b, _) = read_snapshot(path_a), read_snapshot(path_b)
+    for net in ("G", "D", "Gs"):
+        assert a[net][1].keys() == b[net][1].keys()
+        for name, value in a[net][1].items():
+            np.testing.assert_array_equal(b[net][1][name], value, err_msg=f"{net}/{name}")
+
+
+# ------------------------------------------------------------------------------------------ 1. the index file
+@pytest.mark.parametrize("damage", ["garbage", "empty", "deleted", "names-a-missing-checkpoint"])
+def test_damaged_index_file_still_resumes_from_the_files(damage, run, data_dir):
+    index = _ckpt(run, "checkpoint")
+    if damage == "deleted":
+        os.remove(index)
+    elif damage == "names-a-missing-checkpoint":
+        open(index, "w").write('model_checkpoint_path: "ckpt-9"\nall_model_checkpoint_paths: "ckpt-9"\n')
+    else:
+        open(index, "wb").write(b"\x00\xffgarbage {{" if damage == "garbage" else b"")
+    trainer = _trainer(run, data_dir)
+    message = trainer.restore_or_init()
+    assert message.startswith("Resuming from") and "ckpt-3" in message, message
+    assert trainer.progress.kimg == pytest.approx(3 * TICK_KIMG)
+
+
+def test_garbage_index_then_training_continues_and_rewrites_the_index(run, data_dir, capsys):
+    import tensorflow as tf
+    open(_ckpt(run, "checkpoint"), "w").write("garbage")
+    trainer = _trainer(run, data_dir, total_kimg=4 * TICK_KIMG)
+    trainer.run()
+    assert "Starting from scratch" not in capsys.readouterr().out
+    assert trainer.progress.kimg == pytest.approx(4 * TICK_KIMG)
+    state = tf.train.get_checkpoint_state(os.path.join(run, "checkpoints"))
+    assert [os.path.basename(p) for p in state.all_model_checkpoint_paths] == ["ckpt-2", "ckpt-3", "ckpt-4"]
+    assert not glob.glob(_ckpt(run, "ckpt-1.*"))  # the newest 3 are kept, also after a garbage index
+
+
+def test_index_without_checkpoint_files_is_an_error_not_a_restart(run, data_dir):
+    for path in glob.glob(_ckpt(run, "ckpt-*")):
+        os.remove(path)
+    with pytest.raises(UserError, match="--restart"):
+        _trainer(run, data_dir).restore_or_init()
+
+
+# ------------------------------------------------------------------------------- 3. damaged newest checkpoint
+def _flip_bytes(path):
+    data = bytearray(open(path, "rb").read())
+    for i in range(len(data) // 3, len(data) // 3 + 8):
+        data[i] ^= 0xFF
+    open(path, "wb").write(bytes(data))
+
+
+DAMAGES = {
+    "truncated-data": lambda run: os.truncate(_data_file(run, 3), os.path.getsize(_data_file(run, 3)) // 2),
+    "emptied-index": lambda run: open(_ckpt(run, "ckpt-3.index"), "wb").close(),
+    "deleted-data": lambda run: os.remove(_data_file(run, 3)),
+    "flipped-data": lambda run: _flip_bytes(_data_file(run, 3)),
+    "flipped-index": lambda run: _flip_bytes(_ckpt(run, "ckpt-3.index")),
+    "garbage-record": lambda run: open(_ckpt(run, "ckpt-3.sha256.json"), "w").write("{"),
+    "record-naming-other-files": lambda run: open(_ckpt(run, "ckpt-3.sha256.json"), "w").write(json.dumps(
+        {"files": {"../../stats.jsonl": {"bytes": 1, "sha256": "0"}}})),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGES))
+def test_damaged_newest_checkpoint_falls_back_to_the_previous(damage, run, data_dir, capsys):
+    DAMAGES[damage](run)
+    trainer = _trainer(run, data_dir)
+    message = trainer.restore_or_init()
+    assert message.startswith("Resuming from") and message.split()[2].endswith("ckpt-2"), message
+    assert trainer.progress.kimg == pytest.approx(2 * TICK_KIMG)
+    said = capsys.readouterr().out
+    assert "ckpt-3" in said and "ckpt-2" in said, said
+
+
+def test_retraining_over_a_damaged_checkpoint_replaces_it(run, base_run, data_dir):
+    from training.checkpoint import checksum_problem
+    _flip_bytes(_data_file(run, 3))
+    _trainer(run, data_dir, total_kimg=4 * TICK_KIMG).run()
+    label = snapshot_label(3 * TICK_KIMG)  # tick 3 trained again from ckpt-2: the same weights as at first
+    _assert_same_weights(os.path.join(base_run, f"network-snapshot-{label}.pkl"),
+                         os.path.join(run, f"network-snapshot-{label}.pkl"))
+    trainer = _trainer(run, data_dir, total_kimg=4 * TICK_KIMG)
+    assert trainer.restore_or_init().split()[2].endswith("ckpt-4")
+    for step in (3, 4):  # the rewritten ckpt-3 verifies again
+        assert checksum_problem(_ckpt(run, f"ckpt-{step}")) is None
+
+
+def test_no_intact_checkpoint_is_a_one_line_error(run, data_dir):
+    for step in (1, 2, 3):
+        _flip_bytes(_data_file(run, step))
+    with pytest.raises(UserError, match="no intact checkpoint") as info:
+        _trainer(run, data_dir).restore_or_init()
+    assert "\n" not in str(info.value) and "ckpt-3" in str(info.value) and "--restart" in str(info.value)
+
+
+def test_checkpoints_without_checksum_records_still_resume(run, data_dir):
+    """Runs checkpointed before the records existed (or killed before one was written) still resume."""
+    for path in glob.glob(_ckpt(run, "*.json")):
+        os.remove(path)
+    trainer = _trainer(run, data_dir)
+    assert "ckpt-3" in trainer.restore_or_init()
