@@ -1,4 +1,4 @@
-"""Fault injection (issue 12): damaged checkpoint files.
+"""Fault injection (issue 12): damaged checkpoint files and snapshot ordering.
 
 A tiny StyleGAN2 run (one minibatch of 4 per tick, a checkpoint and a snapshot every tick) is trained once; each
 test damages a copy of it and checks the resume.
@@ -16,6 +16,7 @@ from dnnlib.tflib.snapshot import read_snapshot
 from dnnlib.util import UserError
 from tests.test_training_loop import _trainer as _base_trainer
 from tests.train_helpers import make_shapes
+from training import launch
 from training.training_loop import snapshot_label
 
 TICK_KIMG = 0.004  # one minibatch of 4 images
@@ -96,6 +97,26 @@ def test_index_without_checkpoint_files_is_an_error_not_a_restart(run, data_dir)
         os.remove(path)
     with pytest.raises(UserError, match="--restart"):
         _trainer(run, data_dir).restore_or_init()
+
+
+# ------------------------------------------------------------------------------------- 2. snapshot order
+def test_snapshot_names_sort_by_kimg():
+    values = [0.0, 0.004, 0.5, 0.996, 1.0, 1.2, 9.999, 10.0, 999.996, 1000.0, 25000.0, 123456.789, 999999.999]
+    names = [f"network-snapshot-{snapshot_label(v)}.pkl" for v in values]
+    assert sorted(names) == names
+    assert snapshot_label(1.0) == "000001.000" and snapshot_label(0.008) == "000000.008"
+
+
+def test_last_snapshots_keeps_the_newest_by_kimg_with_old_names(run, data_dir):
+    for path in glob.glob(os.path.join(run, "network-*.pkl")):
+        os.remove(path)
+    for label in ("000001", "000001.200", "000001.400"):  # the old name of exactly 1 kimg, and two newer ones
+        open(os.path.join(run, f"network-snapshot-{label}.pkl"), "wb").close()
+    assert os.path.basename(launch.latest_snapshot(run)) == "network-snapshot-000001.400.pkl"
+    trainer = _trainer(run, data_dir, last_snapshots=1)
+    trainer._prune_snapshots()
+    assert sorted(glob.glob(os.path.join(run, "network-snapshot-*"))) == [
+        os.path.join(run, "network-snapshot-000001.400.pkl")]
 
 
 # ------------------------------------------------------------------------------- 3. damaged newest checkpoint

@@ -24,6 +24,7 @@ from dnnlib.util import UserError, write_atomic
 
 RECORD_SUFFIX = ".sha256.json"
 _CKPT_FILE = re.compile(r"^ckpt-(\d+)\.(?:index|data-\d{5}-of-\d{5})$")
+_SNAPSHOT_FILE = re.compile(r"^network-snapshot-(\d+(?:\.\d+)?)\.pkl$")
 
 
 class Progress(tf.Module):
@@ -114,6 +115,25 @@ def _remove_orphan_records(directory: str) -> list[str]:
     for path in orphans:
         os.remove(path)
     return orphans
+
+
+# ------------------------------------------------------------------------------------------------ snapshots
+def snapshot_label(kimg: float) -> str:
+    """`000001.000`, `000000.048`: kimg with 6 integer digits and 3 decimals (images are whole, so exact). Names
+    sort as their kimg up to 999999.999 kimg (10^9 images); code orders by the parsed value anyway."""
+    return f"{kimg:010.3f}"
+
+
+def snapshot_kimg(path: str) -> Optional[float]:
+    """The kimg in a `network-snapshot-<kimg>.pkl` name (new `000001.000` or old `000001` labels), else None."""
+    match = _SNAPSHOT_FILE.match(os.path.basename(path))
+    return float(match.group(1)) if match else None
+
+
+def list_snapshots(run_dir: str) -> list[str]:
+    """The run's `network-snapshot-<kimg>.pkl` files, ordered by kimg (oldest first)."""
+    paths = [os.path.join(run_dir, n) for n in _listdir(run_dir) if snapshot_kimg(n) is not None]
+    return sorted(paths, key=lambda p: (snapshot_kimg(p), os.path.basename(p)))
 
 
 # ------------------------------------------------------------------------------------------------ the state

@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from dnnlib.util import UserError
 from training import presets
+from training.checkpoint import list_snapshots
 from training.cli_args import MODEL_FLAGS
 from training.config import DiscriminatorConfig, GeneratorConfig, config_changes, to_dict
 from training.options import TrainingOptions
@@ -132,9 +133,10 @@ def choose_run_dir(result_dir: str, expname: str, restart: bool) -> tuple[str, b
 
 
 def latest_snapshot(run_dir: str) -> Optional[str]:
-    """Newest `network-*.pkl` of a run (by name, as the original), or None."""
-    files = sorted(glob.glob(os.path.join(run_dir, "network-snapshot-*.pkl")))
+    """`network-final.pkl` of a run, else its snapshot with the most kimg (parsed from the name, so that old
+    `000001.pkl` and new `000001.000.pkl` names order right), or None."""
     final = os.path.join(run_dir, "network-final.pkl")
+    files = list_snapshots(run_dir)
     return final if os.path.exists(final) else (files[-1] if files else None)
 
 

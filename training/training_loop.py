@@ -5,8 +5,6 @@ functions of (seed, minibatch index), so training 2T ticks equals training T, st
 
 from __future__ import annotations
 
-import functools
-import glob
 import os
 import signal
 import tempfile
@@ -18,7 +16,7 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from training import snapshot
-from training.checkpoint import Progress, TrainCheckpoint
+from training.checkpoint import Progress, TrainCheckpoint, list_snapshots, snapshot_label
 from training.config import DiscriminatorConfig, GeneratorConfig
 from training.networks.discriminator import Discriminator
 from training.networks.generator import Generator
@@ -29,7 +27,7 @@ from training.train_log import StatsLog, peak_memory_gb, status_line
 from training.vis.imageio import make_grid, save_png, to_uint8
 from training.vis.palette import blend, hls_palette, soft_maps
 
-MetricsFn = Callable[..., Any]  # (Gs, snapshot_path, kimg, tb_writer=...) -> records
+MetricsFn = Callable[[Generator, str, float], dict[str, float]]
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
@@ -50,8 +48,7 @@ class Trainer:
         d_cfg: Discriminator config.
         dataset: An opened `training.dataset.Dataset`.
         strategy: The distribution strategy (default: the no-op default strategy).
-        metrics_fn: Called at snapshot ticks as `metrics_fn(Gs, snapshot_path, kimg, tb_writer=writer)` with the
-            run's TensorBoard writer (None without --summarize); None: no metrics.
+        metrics_fn: Called at snapshot ticks as `metrics_fn(Gs, snapshot_path, kimg)` (None: no metrics).
     """
 
     def __init__(self, opts: TrainingOptions, g_cfg: GeneratorConfig, d_cfg: DiscriminatorConfig, dataset: Any,
@@ -76,8 +73,6 @@ class Trainer:
         self.steps = TrainingSteps(self.G, self.D, self.Gs, self.g_opt, self.d_opt, opts, self.strategy,
                                    self.progress.pl_mean)
         self.log = StatsLog(opts.run_dir, tensorboard=opts.summarize, enabled=self.chief)
-        if metrics_fn is not None:  # metric values go to TensorBoard too, next to the training scalars
-            self.metrics_fn = functools.partial(metrics_fn, tb_writer=self.log.writer)
         self._stop = False
         self._stopped_on_snapshot = False
 
@@ -208,9 +203,8 @@ class Trainer:
 
     def _prune_snapshots(self) -> None:
         keep = self.opts.last_snapshots
-        files = sorted(glob.glob(os.path.join(self.opts.run_dir, "network-snapshot-*.pkl")))
         if keep > 0:
-            for old in files[:-keep]:
+            for old in list_snapshots(self.opts.run_dir)[:-keep]:  # by kimg: old names sort before new ones
                 os.remove(old)
 
     def _grid_latents(self) -> np.ndarray:
@@ -251,11 +245,6 @@ class Trainer:
         grid = make_grid(tiles, cols=self.opts.grid_size[0])
         save_png(os.path.join(self.opts.run_dir, "visuals", "maps", f"{snapshot_label(kimg)}.png"), grid)
         self.log.image("attention_maps", grid, step=int(kimg * 1000))
-
-
-def snapshot_label(kimg: float) -> str:
-    """`001234` for whole kimg (the original's names), `000000.048` otherwise; sorts by progress."""
-    return f"{int(kimg):06d}" if float(kimg).is_integer() else f"{int(kimg):06d}.{round((kimg % 1) * 1000):03d}"
 
 
 def _copy_matching(src: Any, dst: Any) -> int:
