@@ -1,13 +1,16 @@
-"""Fault injection (issue 12): damaged checkpoint files and snapshot ordering.
+"""Fault injection (issue 12): damaged checkpoint files, snapshot ordering, leftovers of kills.
 
 A tiny StyleGAN2 run (one minibatch of 4 per tick, a checkpoint and a snapshot every tick) is trained once; each
-test damages a copy of it and checks the resume.
+test damages a copy of it, or kills a run with SIGKILL at a chosen point in a subprocess, and checks the resume.
 """
 
 import glob
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -15,11 +18,26 @@ import pytest
 from dnnlib.tflib.snapshot import read_snapshot
 from dnnlib.util import UserError
 from tests.test_training_loop import _trainer as _base_trainer
-from tests.train_helpers import make_shapes
+from tests.train_helpers import ROOT, make_shapes
 from training import launch
 from training.training_loop import snapshot_label
 
 TICK_KIMG = 0.004  # one minibatch of 4 images
+KILL_POINTS = {
+    # SIGKILL when the 3rd checkpoint is about to be written: tick 2's stats line is logged, its checkpoint is not
+    "before-checkpoint-3": """
+orig = checkpoint.TrainCheckpoint.save
+calls = []
+def save(self, step):
+    calls.append(step)
+    if len(calls) == 3:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return orig(self, step)
+checkpoint.TrainCheckpoint.save = save
+""",
+}
+
+
 def _trainer(run_dir, data_dir, **kw):
     kw.setdefault("total_kimg", 3 * TICK_KIMG)
     return _base_trainer(run_dir, data_dir, preset="stylegan2", kimg_per_tick=TICK_KIMG, **kw)
@@ -56,6 +74,22 @@ def _data_file(run_dir, step):
     return glob.glob(_ckpt(run_dir, f"ckpt-{step}.data-*"))[0]
 
 
+def _ticks(run_dir):
+    lines = open(os.path.join(run_dir, "stats.jsonl"), encoding="utf-8").read().splitlines()
+    return [(int(r["Progress/tick"]), round(r["Progress/kimg"], 3)) for r in map(json.loads, lines)]
+
+
+def _killed_run(run_dir, data_dir, point, total_kimg):
+    """Trains in a subprocess that SIGKILLs itself at `point` (see KILL_POINTS)."""
+    code = ("import os, signal, sys\nfrom training import checkpoint, training_loop\n" + KILL_POINTS[point]
+            + "from tests.test_reliability import _trainer\n"
+            + f"_trainer({run_dir!r}, {data_dir!r}, total_kimg={total_kimg!r}).run()\n")
+    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+
+
 def _assert_same_weights(path_a, path_b):
     (a, _), (b, _) = read_snapshot(path_a), read_snapshot(path_b)
     for net in ("G", "D", "Gs"):
@@ -87,6 +121,7 @@ def test_garbage_index_then_training_continues_and_rewrites_the_index(run, data_
     trainer.run()
     assert "Starting from scratch" not in capsys.readouterr().out
     assert trainer.progress.kimg == pytest.approx(4 * TICK_KIMG)
+    assert _ticks(run) == [(0, 0.004), (1, 0.008), (2, 0.012), (3, 0.016)]
     state = tf.train.get_checkpoint_state(os.path.join(run, "checkpoints"))
     assert [os.path.basename(p) for p in state.all_model_checkpoint_paths] == ["ckpt-2", "ckpt-3", "ckpt-4"]
     assert not glob.glob(_ckpt(run, "ckpt-1.*"))  # the newest 3 are kept, also after a garbage index
@@ -177,3 +212,28 @@ def test_checkpoints_without_checksum_records_still_resume(run, data_dir):
         os.remove(path)
     trainer = _trainer(run, data_dir)
     assert "ckpt-3" in trainer.restore_or_init()
+
+
+# ------------------------------------------------------------------------------------ 5. leftovers of kills
+def test_leftovers_of_kills_are_removed_at_start(run, data_dir, capsys):
+    before = set(os.listdir(run)) | set(os.listdir(os.path.join(run, "checkpoints")))
+    temp = _ckpt(run, "ckpt-9_temp")  # TF's folder of a checkpoint write that was killed
+    os.makedirs(temp)
+    open(os.path.join(temp, "part-00000-of-00001.data-00000-of-00001"), "wb").write(b"\0" * 64)
+    stale = os.path.join(run, ".network-snapshot-000000.016.pkl.tmp-12345-0a1b2c3d")  # a killed snapshot write
+    open(stale, "wb").write(b"PK")
+    _trainer(run, data_dir, total_kimg=4 * TICK_KIMG).run()
+    assert not os.path.exists(temp) and not os.path.exists(stale)
+    assert "Removed 2 leftover(s)" in capsys.readouterr().out
+    after = set(os.listdir(run)) | set(os.listdir(os.path.join(run, "checkpoints")))
+    assert {n for n in before if not n.startswith("ckpt-1.")} <= after  # ckpt-1: pruned as the 4th was written
+
+
+def test_stats_are_truncated_to_the_checkpoint_on_resume(data_dir, tmp_path):
+    run_dir = str(tmp_path / "run")
+    _killed_run(run_dir, data_dir, "before-checkpoint-3", 3 * TICK_KIMG)
+    assert _ticks(run_dir) == [(0, 0.004), (1, 0.008), (2, 0.012)]  # tick 2 logged, not checkpointed
+    with open(os.path.join(run_dir, "stats.jsonl"), "a", encoding="utf-8") as f:
+        f.write('{"G/loss": 0.5, "Progr')  # a line torn by a kill
+    _trainer(run_dir, data_dir, total_kimg=4 * TICK_KIMG).run()
+    assert _ticks(run_dir) == [(0, 0.004), (1, 0.008), (2, 0.012), (3, 0.016)]

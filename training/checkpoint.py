@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import time
 from typing import Optional
 
@@ -106,6 +107,23 @@ def checksum_problem(prefix: str) -> Optional[str]:
         if _sha256(path) != sha:
             return f"{name} differs from its sha256 recorded when saved (the file is corrupt)"
     return None
+
+
+def clean_leftovers(run_dir: str) -> list[str]:
+    """Removes what a killed run leaves behind: TF's `checkpoints/ckpt-*_temp/` folders and index temporaries, the
+    temporary files of checksum records and stats, the `.network-*.tmp-*` files of snapshot writes, and records of
+    deleted checkpoints. Call at start, before anything writes into the run dir; returns the removed paths."""
+    ckpt_dir = os.path.join(run_dir, "checkpoints")
+    removed = [os.path.join(ckpt_dir, n) for n in _listdir(ckpt_dir)  # TF's, then ours (`write_atomic`)
+               if re.match(r"^(ckpt-\d+_temp|checkpoint\.tmp[0-9a-f]+|\..*\.tmp-.*)$", n)]
+    removed += [os.path.join(run_dir, n) for n in _listdir(run_dir)
+                if re.match(r"^\.(network-.*|stats\.jsonl)\.tmp-", n)]
+    for path in removed:
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.remove(path)
+    return removed + _remove_orphan_records(ckpt_dir)
 
 
 def _remove_orphan_records(directory: str) -> list[str]:

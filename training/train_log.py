@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import os
 import resource
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import tensorflow as tf
 
-from dnnlib.util import format_time
+from dnnlib.util import format_time, write_atomic
 
 
 def peak_memory_gb() -> float:
@@ -59,12 +59,33 @@ class StatsLog:
             self.writer.flush()
         return record
 
+    def truncate(self, ticks: int) -> int:
+        """Keeps the records of the first `ticks` ticks (those a resumed checkpoint includes) and drops later ones and
+        lines torn by a kill, so that a resumed run logs every tick once; returns the number of lines dropped."""
+        if not self.enabled or not os.path.exists(self.path):
+            return 0
+        with open(self.path, encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines(keepends=True)
+        kept = [line for line in lines if _tick_of(line) is not None and _tick_of(line) < ticks]
+        if len(kept) < len(lines):
+            write_atomic(self.path, "".join(kept))
+        return len(lines) - len(kept)
+
     def image(self, name: str, image: np.ndarray, step: int) -> None:
         """Adds a uint8 `[H, W, C]` image to TensorBoard."""
         if self.writer is not None:
             with self.writer.as_default():
                 tf.summary.image(name, image[None], step=step)
             self.writer.flush()
+
+
+def _tick_of(line: str) -> Optional[int]:
+    """The tick of a complete `stats.jsonl` line, or None for a torn or foreign one."""
+    try:
+        record = json.loads(line) if line.endswith("\n") else None
+        return int(record["Progress/tick"])
+    except (ValueError, TypeError, KeyError, OverflowError):
+        return None
 
 
 def status_line(record: dict[str, float], total_kimg: float) -> str:

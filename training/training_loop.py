@@ -16,7 +16,7 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from training import snapshot
-from training.checkpoint import Progress, TrainCheckpoint, list_snapshots, snapshot_label
+from training.checkpoint import Progress, TrainCheckpoint, clean_leftovers, list_snapshots, snapshot_label
 from training.config import DiscriminatorConfig, GeneratorConfig
 from training.networks.discriminator import Discriminator
 from training.networks.generator import Generator
@@ -105,7 +105,7 @@ class Trainer:
     def run(self) -> None:
         """Trains until `total_kimg` (or `max_ticks` ticks, or SIGTERM)."""
         opts = self.opts
-        print(self.restore_or_init(), flush=True)
+        self._resume()
         previous = signal.signal(signal.SIGTERM, self._on_sigterm) if _main_thread() else None
         try:
             self._loop()
@@ -116,6 +116,18 @@ class Trainer:
             self.save_snapshot(os.path.join(opts.run_dir, "network-final.pkl"))
             with open(os.path.join(opts.run_dir, "_finished.txt"), "w", encoding="utf-8") as f:
                 f.write("done\n")
+
+    def _resume(self) -> None:
+        """Removes the leftovers of a killed run, restores its state and drops the stats logged after that state."""
+        if self.chief:
+            removed = clean_leftovers(self.opts.run_dir)
+            if removed:
+                print(f"Removed {len(removed)} leftover(s) of an interrupted run: "
+                      f"{', '.join(os.path.relpath(p, self.opts.run_dir) for p in removed)}")
+        print(self.restore_or_init(), flush=True)
+        dropped = self.log.truncate(int(self.progress.tick.numpy()))
+        if dropped:
+            print(f"{self.log.path}: dropped {dropped} line(s) written after the checkpoint or torn by a kill")
 
     def _loop(self) -> None:
         opts, prog = self.opts, self.progress
@@ -148,8 +160,9 @@ class Trainer:
             if self.chief:
                 bar.write(status_line(record, opts.total_kimg))
             ticks_run += 1
-            self._tick_outputs(done)
-            prog.tick.assign_add(1)
+            tick = int(prog.tick.numpy())
+            prog.tick.assign_add(1)  # before the outputs: their checkpoint records the ticks done
+            self._tick_outputs(done, tick)
             tick_start_nimg, tick_start_time = nimg, time.time()
             if done or self._stop or (opts.max_ticks is not None and ticks_run >= opts.max_ticks):
                 if not self._stopped_on_snapshot:
@@ -165,8 +178,8 @@ class Trainer:
                  "Resources/peak_mem_gb": peak_memory_gb()}
         return self.log.flush(extra, step=nimg)
 
-    def _tick_outputs(self, done: bool) -> None:
-        opts, tick = self.opts, int(self.progress.tick.numpy())
+    def _tick_outputs(self, done: bool, tick: int) -> None:
+        opts = self.opts
         kimg = self.progress.kimg
         self._stopped_on_snapshot = False
         if self.chief and (tick % opts.img_snapshot_ticks == 0 or done):
