@@ -5,6 +5,7 @@ functions of (seed, minibatch index), so training 2T ticks equals training T, st
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import tempfile
@@ -27,7 +28,7 @@ from training.train_log import StatsLog, peak_memory_gb, status_line
 from training.vis.imageio import make_grid, save_png, to_uint8
 from training.vis.palette import blend, hls_palette, soft_maps
 
-MetricsFn = Callable[[Generator, str, float], dict[str, float]]
+MetricsFn = Callable[..., Any]  # (Gs, snapshot_path, kimg, tb_writer=...) -> records
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
@@ -48,7 +49,8 @@ class Trainer:
         d_cfg: Discriminator config.
         dataset: An opened `training.dataset.Dataset`.
         strategy: The distribution strategy (default: the no-op default strategy).
-        metrics_fn: Called at snapshot ticks as `metrics_fn(Gs, snapshot_path, kimg)` (None: no metrics).
+        metrics_fn: Called at snapshot ticks as `metrics_fn(Gs, snapshot_path, kimg, tb_writer=writer)` with the
+            run's TensorBoard writer (None without --summarize); None: no metrics.
     """
 
     def __init__(self, opts: TrainingOptions, g_cfg: GeneratorConfig, d_cfg: DiscriminatorConfig, dataset: Any,
@@ -73,6 +75,8 @@ class Trainer:
         self.steps = TrainingSteps(self.G, self.D, self.Gs, self.g_opt, self.d_opt, opts, self.strategy,
                                    self.progress.pl_mean)
         self.log = StatsLog(opts.run_dir, tensorboard=opts.summarize, enabled=self.chief)
+        if metrics_fn is not None:  # metric values go to TensorBoard too, next to the training scalars
+            self.metrics_fn = functools.partial(metrics_fn, tb_writer=self.log.writer)
         self._stop = False
         self._stopped_on_snapshot = False
 
