@@ -1,4 +1,4 @@
-"""Fault injection (issue 12): damaged checkpoint files, snapshot ordering, leftovers of kills.
+"""Fault injection (issue 12): damaged checkpoint files, snapshot ordering, leftovers of kills, kills at the end.
 
 A tiny StyleGAN2 run (one minibatch of 4 per tick, a checkpoint and a snapshot every tick) is trained once; each
 test damages a copy of it, or kills a run with SIGKILL at a chosen point in a subprocess, and checks the resume.
@@ -34,6 +34,15 @@ def save(self, step):
         os.kill(os.getpid(), signal.SIGKILL)
     return orig(self, step)
 checkpoint.TrainCheckpoint.save = save
+""",
+    # SIGKILL after the final checkpoint, when network-final.pkl is about to be written
+    "before-final": """
+orig = training_loop.Trainer.save_snapshot
+def save_snapshot(self, path):
+    if path.endswith("network-final.pkl"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return orig(self, path)
+training_loop.Trainer.save_snapshot = save_snapshot
 """,
 }
 
@@ -237,3 +246,20 @@ def test_stats_are_truncated_to_the_checkpoint_on_resume(data_dir, tmp_path):
         f.write('{"G/loss": 0.5, "Progr')  # a line torn by a kill
     _trainer(run_dir, data_dir, total_kimg=4 * TICK_KIMG).run()
     assert _ticks(run_dir) == [(0, 0.004), (1, 0.008), (2, 0.012), (3, 0.016)]
+
+
+# ------------------------------------------------------------------------------- 6. killed before the final
+def test_killed_before_network_final_only_writes_the_final_artefacts(data_dir, tmp_path):
+    run_dir = str(tmp_path / "run")
+    _killed_run(run_dir, data_dir, "before-final", 3 * TICK_KIMG)
+    assert not os.path.exists(os.path.join(run_dir, "network-final.pkl"))
+    trainer = _trainer(run_dir, data_dir)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the run trained past its target")
+    trainer.steps.minibatch = no_training
+    trainer.run()
+    assert trainer.progress.kimg == pytest.approx(3 * TICK_KIMG)
+    assert os.path.exists(os.path.join(run_dir, "_finished.txt"))
+    _assert_same_weights(os.path.join(run_dir, f"network-snapshot-{snapshot_label(3 * TICK_KIMG)}.pkl"),
+                         os.path.join(run_dir, "network-final.pkl"))

@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
+from dnnlib.util import write_atomic
 from training import snapshot
 from training.checkpoint import Progress, TrainCheckpoint, clean_leftovers, list_snapshots, snapshot_label
 from training.config import DiscriminatorConfig, GeneratorConfig
@@ -110,16 +111,20 @@ class Trainer:
         """Trains until `total_kimg` (or `max_ticks` ticks, or SIGTERM)."""
         opts = self.opts
         self._resume()
-        previous = signal.signal(signal.SIGTERM, self._on_sigterm) if _main_thread() else None
-        try:
-            self._loop()
-        finally:
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
-        if self.chief and self.progress.cur_nimg.numpy() >= opts.total_kimg * 1000:
+        total_nimg = int(opts.total_kimg * 1000)
+        if int(self.progress.cur_nimg.numpy()) >= total_nimg:  # killed between the last checkpoint and the final
+            print(f"Training already reached {self.progress.kimg:.3f} of {opts.total_kimg:g} kimg: writing the final "
+                  f"network only", flush=True)
+        else:
+            previous = signal.signal(signal.SIGTERM, self._on_sigterm) if _main_thread() else None
+            try:
+                self._loop()
+            finally:
+                if previous is not None:
+                    signal.signal(signal.SIGTERM, previous)
+        if self.chief and int(self.progress.cur_nimg.numpy()) >= total_nimg:
             self.save_snapshot(os.path.join(opts.run_dir, "network-final.pkl"))
-            with open(os.path.join(opts.run_dir, "_finished.txt"), "w", encoding="utf-8") as f:
-                f.write("done\n")
+            write_atomic(os.path.join(opts.run_dir, "_finished.txt"), "done\n")
 
     def _resume(self) -> None:
         """Removes the leftovers of a killed run, restores its state and drops the stats logged after that state."""
