@@ -64,7 +64,7 @@ class StudyOptions:
     resolution: int = 32
     models: list[str] = field(default_factory=lambda: ["ganformer", "stylegan2"])
     kimg: float = 40.0
-    eval_every: float = 8.0
+    eval_every: float = 10.0
     fid_images: int = 2000
     channel_max: int = 32
     batch_size: int = 16
@@ -73,7 +73,7 @@ class StudyOptions:
     seed: int = 1000
     xla: bool = False
     gpus: Optional[str] = None
-    shapes_images: int = 10000
+    shapes_images: int = 5000
     run_args: str = ""
 
 

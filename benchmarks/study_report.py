@@ -79,13 +79,15 @@ def final_samples(run: str, out_png: str, seed: int) -> dict[str, int]:
     return {"G": count(nets.G), "D": count(nets.D)}
 
 
-def real_samples(dataset_dir: str, out_png: str, seed: int) -> None:
-    """A grid of `SAMPLES` real training images."""
+def real_samples(dataset_dir: str, out_png: str, seed: int) -> int:
+    """Writes a grid of `SAMPLES` real training images; returns the dataset's image count."""
     from training.dataset import open_dataset
     from training.vis.imageio import make_grid, save_png
-    batch = next(iter(open_dataset(dataset_dir).tf_dataset(SAMPLES, shuffle=True, repeat=True, seed=seed)))
+    dataset = open_dataset(dataset_dir)
+    batch = next(iter(dataset.tf_dataset(SAMPLES, shuffle=True, repeat=True, seed=seed)))
     images = batch[0] if isinstance(batch, tuple) else batch
     save_png(out_png, make_grid(images.numpy(), cols=8, pad=1))
+    return int(dataset.num_images)
 
 
 def copy_maps(run: str, model: str, out_dir: str) -> list[str]:
@@ -146,8 +148,8 @@ def write_report(result_dir: str, options: dict, wall_seconds: dict, attention_m
             rec["samples"] = f"samples/{model}.png"
         rec["maps"] = copy_maps(run, model, os.path.join(result_dir, "maps")) if model in attention_models else []
         summary["models"][model] = rec
-    real_samples(os.path.join(options["data_dir"], options["dataset"]),
-                 os.path.join(result_dir, "samples", "reals.png"), options["seed"])
+    summary["dataset_images"] = real_samples(os.path.join(options["data_dir"], options["dataset"]),
+                                             os.path.join(result_dir, "samples", "reals.png"), options["seed"])
     if any("fg_ari" in e for m in summary["models"].values() for e in m["evaluations"]):
         from metrics.fg_ari import segmenter_ari
         if options["dataset"] == "shapes":
