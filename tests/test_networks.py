@@ -209,6 +209,61 @@ def test_kgan_merge_types(merge, arch):
     assert images.shape == (4, 16, 16, 3)
 
 
+def _merge_weights_np(scores, merge_type, merge_same):
+    """The spec's k-GAN merge weights (§2.4.5) from per-pixel scores `[B, k, H, W]`."""
+    if merge_same:
+        scores = np.broadcast_to(scores.sum(axis=(2, 3), keepdims=True), scores.shape)
+    k = scores.shape[1]
+    if merge_type == "softmax":
+        e = np.exp(scores - scores.max(1, keepdims=True))
+        return e / e.sum(1, keepdims=True)
+    if merge_type == "max":
+        return (np.arange(k)[None, :, None, None] == scores.argmax(1)[:, None]).astype(np.float64)
+    if merge_type == "leaves":  # back-to-front alpha compositing: component 0 at the back, alpha_0 = 1
+        alpha = 1 / (1 + np.exp(-scores))
+        alpha[:, 0] = 1.0
+        return np.stack([alpha[:, i] * np.prod(1 - alpha[:, i + 1:], axis=1) for i in range(k)], axis=1)
+    return np.ones_like(scores)
+
+
+@pytest.mark.parametrize("merge_same", [False, True])
+@pytest.mark.parametrize("merge", ["sum", "softmax", "max", "leaves"])
+def test_kgan_merge_matches_the_closed_form(merge, merge_same):
+    """Features, RGB and latents merged as sum_i a_i x_i with the spec's weights a (a wrong axis or formula breaks it)."""
+    from training.networks.kgan import ComponentMerge
+    b, k, h, c = 2, 3, 4, 5
+    layer = ComponentMerge(np.random.default_rng(0), c, merge, merge_same)
+    rng = np.random.default_rng(1)
+    x, y, ws = rng.standard_normal((b * k, h, h, c)), rng.standard_normal((b * k, h, h, 3)), rng.standard_normal(
+        (b, k, 2, 6))
+    mx, my, mws = layer(tf.constant(x, tf.float32), tf.constant(y, tf.float32), tf.constant(ws, tf.float32))
+    scores = (x @ (layer.score.weight.numpy()[0, 0] * layer.score.coef))[..., 0].reshape(b, k, h, h)
+    a = _merge_weights_np(scores, merge, merge_same)
+    if merge in ("softmax", "leaves"):
+        np.testing.assert_allclose(a.sum(1), 1.0, rtol=1e-12)  # convex combinations per pixel
+    np.testing.assert_allclose(mx.numpy(), np.einsum("bkhw,bkhwc->bhwc", a, x.reshape(b, k, h, h, c)), rtol=1e-4,
+                               atol=1e-5)
+    np.testing.assert_allclose(my.numpy(), np.einsum("bkhw,bkhwc->bhwc", a, y.reshape(b, k, h, h, 3)), rtol=1e-4,
+                               atol=1e-5)
+    lw = a.mean(axis=(2, 3)) / (k if merge == "sum" else 1)
+    np.testing.assert_allclose(mws.numpy(), np.einsum("bk,bksd->bsd", lw, ws), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("merge", ["sum", "softmax", "max", "leaves"])
+def test_kgan_images_are_symmetric_in_the_components_except_for_leaves(merge):
+    """With the per-component inputs made equal (const input and noise buffers [k, ...], spec §2.4.5), sum, softmax
+    and max merges do not depend on the order of the k components; leaves compositing (back to front) does."""
+    G, _ = build_networks("kgan", 16, channel_max=32, merge_type=merge, merge_layer=3, latent_dim=16,
+                          architecture="resnet")
+    for var in [G.synthesis.const] + list(G.synthesis.noise_bufs):
+        var.assign(tf.broadcast_to(var[:1], var.shape))
+    z = tf.random.stateless_normal((2,) + G.latent_shape, [3, 4])
+    a = G(z, truncation_psi=1.0, noise_mode="const").numpy()
+    b = G(tf.reverse(z, axis=[1]), truncation_psi=1.0, noise_mode="const").numpy()
+    diff = np.abs(a - b).max()
+    assert (diff > 1e-3) if merge == "leaves" else (diff < 1e-5), diff
+
+
 def test_bad_config_is_a_user_error():
     with pytest.raises(UserError, match="components_num > 1"):
         build_networks("stylegan2", 32, components_num=4)
