@@ -201,11 +201,13 @@ def train_model(o: StudyOptions, model: str, result_dir: str, state: dict, bar: 
         log.flush()
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
         try:
+            bar.set_postfix_str(model)
             while proc.poll() is None:
                 time.sleep(2.0)
-                bar.n = base + kimg_done(run_dir(result_dir, model))
-                bar.set_postfix_str(model)
-                bar.refresh()
+                done = base + kimg_done(run_dir(result_dir, model))
+                if done != bar.n:  # the bar moves at every evaluation (the runs' ticks)
+                    bar.n = done
+                    bar.refresh()
         finally:
             if proc.poll() is None:
                 proc.terminate()  # SIGTERM: the run writes a checkpoint and stops
