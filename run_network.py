@@ -14,7 +14,7 @@ import sys
 from typing import Optional
 
 from dnnlib.util import UserError, print_user_error
-from training.cli_args import build_parser
+from training.cli_args import build_parser, reject_unsupported
 
 VIS_KINDS = {"images": "images", "latents": "latents", "maps": "maps", "layer_maps": "layer_maps",
              "interpolations": "interpolations", "noise_var": "noise_var", "style_mix": "style_mix"}
@@ -60,7 +60,7 @@ def evaluate(args: argparse.Namespace, launch, strategy) -> None:
 
 
 def visualize(args: argparse.Namespace, launch) -> None:
-    """--vis: the selected --vis-* outputs under <run>/visuals/."""
+    """--vis: the selected --vis-* outputs under <run>/vis/ (training's own grids are in <run>/visuals/)."""
     from training.snapshot import load_networks
     from training.visualize import vis
     kinds = {kind for flag, kind in VIS_KINDS.items() if getattr(args, f"vis_{flag}")}
@@ -70,7 +70,7 @@ def visualize(args: argparse.Namespace, launch) -> None:
     nets = load_networks(source, args.cache_dir)
     ratio = args.ratio if args.ratio is not None else launch.DEFAULT_RATIOS.get(args.dataset, 1.0)
     psi = vars(args).get("truncation_psi", nets.Gs.cfg.truncation_psi)
-    index = vis(nets.Gs, os.path.join(run_dir, "visuals"), kinds, num=args.vis_num, rich_num=args.vis_rich_num,
+    index = vis(nets.Gs, os.path.join(run_dir, "vis"), kinds, num=args.vis_num, rich_num=args.vis_rich_num,
                 section_size=args.vis_section_size, blending_alpha=args.blending_alpha,
                 interpolation_density=args.interpolation_density, ratio=ratio, batch_size=args.batch_gpu,
                 truncation_psi=psi, seed=args.seed, grid=args.vis_grid)
@@ -159,6 +159,7 @@ def describe(args: argparse.Namespace, launch) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point."""
     args = build_parser().parse_args(argv)
+    reject_unsupported(args)
     _set_device_env(args)
     from training import launch
     strategy = launch.make_strategy(args)

@@ -43,14 +43,23 @@ def test_eval_is_without_logits_says_how_to_get_them(trained):
               "--eval-images-num", "32"])
 
 
-def test_vis_writes_images_maps_and_index(trained):
+def _tree(folder):
+    return {os.path.relpath(p, folder): open(p, "rb").read() for p in glob.glob(os.path.join(folder, "**", "*.*"),
+                                                                              recursive=True)}
+
+
+def test_vis_writes_images_maps_and_index_beside_the_training_grids(trained):
     from run_network import main
     data, results = trained
+    run = os.path.join(results, "exp-000")
+    training_grids = _tree(os.path.join(run, "visuals"))
+    assert training_grids  # the kimg-0 grid was once named 000000.png, as seed 0 of --vis
     main(["--vis", "--dataset", "shapes", "--data-dir", data, "--result-dir", results, "--vis-images",
-          "--vis-maps", "--vis-num", "4"])
-    visuals = os.path.join(results, "exp-000", "visuals")
+          "--vis-maps", "--vis-num", "4", "--seed", "0"])
+    assert _tree(os.path.join(run, "visuals")) == training_grids  # --vis does not touch training's files
+    visuals = os.path.join(run, "vis")
     assert os.path.exists(os.path.join(visuals, "index.html"))
-    for seed in range(1000, 1004):  # one image per seed (--seed defaults to 1000); training grids share the folder
+    for seed in range(4):
         assert os.path.exists(os.path.join(visuals, "images", f"{seed:06d}.png"))
     assert glob.glob(os.path.join(visuals, "maps", "*.png"))
 

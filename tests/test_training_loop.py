@@ -122,6 +122,28 @@ def test_optimizers_use_the_lazy_regularization_ratio_of_the_original(data_dir, 
     assert trainer.g_opt.beta1 == trainer.d_opt.beta1 == 0.0
 
 
+def test_keep_samples_false_keeps_only_the_newest_grids(data_dir, tmp_path):
+    trainer = _trainer(str(tmp_path), data_dir, total_kimg=0.008, keep_samples=False)
+    trainer.run()
+    for kind in ("images", "maps"):  # kimg 0 and tick 0 were written; the newest is kept
+        assert os.listdir(os.path.join(str(tmp_path), "visuals", kind)) == ["000000.008.png"]
+
+
+def test_fine_tuning_downloads_into_the_cache_dir(data_dir, tmp_path, monkeypatch):
+    from training import training_loop
+    seen = []
+
+    def load(path, cache_dir=None):
+        seen.append((path, cache_dir))
+        raise UserError("stop")
+
+    monkeypatch.setattr(training_loop.snapshot, "load_networks", load)
+    trainer = _trainer(str(tmp_path), data_dir, pretrained_pkl="gdrive:ffhq-snapshot.pkl", cache_dir="/my/cache")
+    with pytest.raises(UserError, match="stop"):
+        trainer.restore_or_init()
+    assert seen == [("gdrive:ffhq-snapshot.pkl", "/my/cache")]
+
+
 @pytest.mark.parametrize("rampup", [0.05, None])
 def test_ema_rampup_makes_gs_follow_g_at_first(data_dir, tmp_path, rampup):
     """With the ramp-up, the first update sets Gs := G (beta 0); without it, Gs keeps ~all its initial weights."""

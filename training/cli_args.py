@@ -82,7 +82,6 @@ def build_parser() -> argparse.ArgumentParser:
           help="our snapshot, an authors' pickle or a catalog name (gdrive:ffhq-snapshot.pkl, ...)")
     _flag(g, "--restart", bool, default=False, help="start a new run instead of resuming the latest")
     _flag(g, "--reload", bool, default=False, help="on resume, reuse the run's saved options instead of these")
-    _flag(g, "--recompile", bool, default=False, help="accepted for compatibility (networks are always rebuilt)")
     _flag(g, "--last-snapshots", int, default=10, help="keep the newest N network snapshots (<=0: all)")
     _flag(g, "--dry-run", bool, default=False, help="print the resolved options and exit")
     _flag(g, "--seed", int, default=1000, help="seed of weights, latents and data order")
@@ -97,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(d, "--dataset", default=None, help="dataset name (sub-folder of --data-dir)")
     _flag(d, "--ratio", float, default=None, help="content height/width (default: the dataset's)")
     _flag(d, "--resolution", int, default=None, help="resolution to train at (default: the dataset's)")
-    _flag(d, "--num-threads", int, default=4, help="parallel file readers")
+    _flag(d, "--num-threads", int, default=4, help="files read in parallel (part of the data order: keep it on resume)")
     _flag(d, "--mirror-augment", bool, default=argparse.SUPPRESS, help="random horizontal flips of reals")
     _flag(d, "--train-images-num", int, default=None, help="use only the first N images")
 
@@ -126,7 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(lg, "--metrics", default="fid", help="comma list (fid, fid10k, fid50k, is, kid, pr, ppl) or none")
     _flag(lg, "--eval-images-num", int, default=50000, help="images per metric")
     _flag(lg, "--summarize", bool, default=True, help="TensorBoard summaries")
-    _flag(lg, "--keep-samples", bool, default=True, help="False: clear visuals/ before writing new ones")
+    _flag(lg, "--keep-samples", bool, default=True,
+          help="keep every sample/map grid in visuals/ (false: only the newest of each)")
     _flag(lg, "--img-snapshot-ticks", int, default=3)
     _flag(lg, "--network-snapshot-ticks", int, default=3)
     _flag(lg, "--maps-snapshot-ticks", int, default=3)
@@ -158,9 +158,35 @@ MODEL_FLAGS: dict[str, Any] = {
     "pos-type": str, "pos-init": str, "pos-directions-num": int, "kgan": bool, "merge-layer": int,
     "merge-type": str, "merge-same": bool, "channel-max": int, "channel-base": int,
 }
-IGNORED_MODEL_FLAGS = {"fused-modconv": bool, "iterative": bool}
+# The original's flags that have no meaning here: accepted by the parser, refused with the reason.
+REJECTED_FLAGS: dict[str, str] = {
+    "iterative": "non-parametric k-means is not supported (it never worked in the original)",
+    "fused-modconv": "the modulated convolution always runs in its non-fused form here (the same maths; the grouped "
+                     "form does not run on CPU); drop the flag",
+    "recompile": "networks are always rebuilt from their saved config (there is no pickled code to reuse); drop the "
+                 "flag",
+}
 
 
 def _model_flags(group) -> None:
-    for name, kind in {**MODEL_FLAGS, **IGNORED_MODEL_FLAGS}.items():
+    for name, kind in MODEL_FLAGS.items():
         _flag(group, f"--{name}", kind, default=argparse.SUPPRESS)
+    for name in REJECTED_FLAGS:
+        _flag(group, f"--{name}", bool, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+
+def reject_unsupported(args: argparse.Namespace) -> None:
+    """Raises `UserError` (one line with the reason) when a flag of `REJECTED_FLAGS` was passed."""
+    for name, reason in REJECTED_FLAGS.items():
+        if hasattr(args, name.replace("-", "_")):
+            raise UserError(f"--{name}: {reason}")
+
+
+def parse_gpus(text: Optional[str]) -> Optional[list[int]]:
+    """`--gpus` as GPU ids: None (flag not given: all visible), [] for '' (CPU only), else e.g. [0, 1]."""
+    if text is None:
+        return None
+    try:
+        return [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise UserError(f"--gpus {text}: expected a comma list of GPU ids, e.g. --gpus 0,1 ('' for the CPU)") from None

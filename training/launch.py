@@ -18,7 +18,7 @@ import tensorflow as tf
 from dnnlib.util import UserError
 from training import presets
 from training.checkpoint import list_snapshots
-from training.cli_args import MODEL_FLAGS
+from training.cli_args import MODEL_FLAGS, parse_gpus
 from training.config import DiscriminatorConfig, GeneratorConfig, config_changes, to_dict
 from training.options import TrainingOptions
 
@@ -58,8 +58,6 @@ def model_options(args: argparse.Namespace) -> dict[str, Any]:
     """Preset options with exactly the model flags the user passed on top."""
     options = presets.preset_options(preset_name(args))
     passed = vars(args)
-    if passed.get("iterative"):
-        raise UserError("--iterative: non-parametric k-means is not supported (it never worked in the original)")
     for flag in list(MODEL_FLAGS) + ["style-mixing", "component-mixing", "component-dropout", "attention-dropout",
                                      "truncation-psi"]:
         key = flag.replace("-", "_")
@@ -98,7 +96,8 @@ def training_options(args: argparse.Namespace, dataset: Any, run_dir: str) -> Tr
         network_snapshot_ticks=args.network_snapshot_ticks, maps_snapshot_ticks=args.maps_snapshot_ticks,
         last_snapshots=args.last_snapshots, metrics=metrics, eval_images_num=args.eval_images_num, seed=args.seed,
         deterministic=args.deterministic, xla=args.xla, eager=args.eager, summarize=args.summarize,
-        keep_samples=args.keep_samples, pretrained_pkl=args.pretrained_pkl, max_ticks=args.max_ticks)
+        keep_samples=args.keep_samples, pretrained_pkl=args.pretrained_pkl, max_ticks=args.max_ticks,
+        num_threads=args.num_threads, gpus=parse_gpus(args.gpus), cache_dir=args.cache_dir)
 
 
 def dataset_ratio(args: argparse.Namespace, dataset: Any) -> float:

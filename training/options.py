@@ -54,15 +54,19 @@ class TrainingOptions:
     gpus: Optional[list[int]] = invocation_field(None)
     summarize: bool = True
     keep_samples: bool = True
+    num_threads: int = 4
     grid_size: tuple[int, int] = (3, 2)
     pretrained_pkl: Optional[str] = invocation_field(None)
     max_ticks: Optional[int] = invocation_field(None)
+    cache_dir: Optional[str] = invocation_field(None)
 
     def validate(self, num_replicas: int = 1) -> "TrainingOptions":
         """Raises `UserError` (naming the flag) on bad values; returns self."""
         _choice("--g-loss", self.g_loss, G_LOSSES)
         _choice("--d-loss", self.d_loss, D_LOSSES)
         _choice("--d-reg", self.d_reg, D_REGS)
+        if self.num_threads < 1:
+            raise UserError(f"--num-threads {self.num_threads}: must be >= 1")
         if self.batch_size < 1 or self.batch_gpu < 1:
             raise UserError("--batch-size and --batch-gpu must be >= 1")
         per_round = self.batch_gpu * num_replicas

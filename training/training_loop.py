@@ -88,7 +88,7 @@ class Trainer:
         if path:
             return f"Resuming from {path} at {self.progress.kimg:.3f} kimg"
         if self.opts.pretrained_pkl:
-            nets = snapshot.load_networks(self.opts.pretrained_pkl)
+            nets = snapshot.load_networks(self.opts.pretrained_pkl, self.opts.cache_dir)
             for ours, theirs in ((self.G, nets.G), (self.D, nets.D), (self.Gs, nets.Gs)):
                 copied = _copy_matching(theirs, ours)
                 print(f"Copied {copied}/{len(ours.variable_dict())} variables into {type(ours).__name__} "
@@ -98,7 +98,7 @@ class Trainer:
 
     def _data_iterator(self):
         ds = self.dataset.tf_dataset(self.opts.batch_size, shuffle=True, repeat=True, seed=self.opts.seed,
-                                     mirror=self.opts.mirror_augment)
+                                     mirror=self.opts.mirror_augment, num_parallel_reads=self.opts.num_threads)
         skip = int(self.progress.data_batches.numpy())
         return iter(ds.skip(skip) if skip else ds)
 
@@ -252,7 +252,7 @@ class Trainer:
         z = self._grid_latents()
         images = self.Gs(z, self._grid_labels(len(z)), truncation_psi=self.G.cfg.truncation_psi, noise_mode="const")
         grid = make_grid(to_uint8(images.numpy()), cols=self.opts.grid_size[0])
-        save_png(os.path.join(self.opts.run_dir, "visuals", "images", f"{snapshot_label(kimg)}.png"), grid)
+        self._save_grid("images", kimg, grid)
         self.log.image("fakes", grid, step=int(kimg * 1000))
 
     def write_maps(self, kimg: float) -> None:
@@ -265,8 +265,18 @@ class Trainer:
         rgb = to_uint8(images.numpy())
         tiles = np.concatenate([rgb, soft_maps(probs, palette), blend(soft_maps(probs, palette), rgb, 0.3)], axis=2)
         grid = make_grid(tiles, cols=self.opts.grid_size[0])
-        save_png(os.path.join(self.opts.run_dir, "visuals", "maps", f"{snapshot_label(kimg)}.png"), grid)
+        self._save_grid("maps", kimg, grid)
         self.log.image("attention_maps", grid, step=int(kimg * 1000))
+
+    def _save_grid(self, kind: str, kimg: float, grid: np.ndarray) -> None:
+        """Writes `visuals/<kind>/<kimg>.png`; without --keep-samples, removes the older grids of that folder."""
+        folder = os.path.join(self.opts.run_dir, "visuals", kind)
+        name = f"{snapshot_label(kimg)}.png"
+        save_png(os.path.join(folder, name), grid)
+        if not self.opts.keep_samples:
+            for old in os.listdir(folder):
+                if old.endswith(".png") and old != name:
+                    os.remove(os.path.join(folder, old))
 
 
 def _copy_matching(src: Any, dst: Any) -> int:
