@@ -28,7 +28,7 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 from tqdm import tqdm
 
@@ -77,8 +77,8 @@ class StudyOptions:
     run_args: str = ""
 
 
-def parse_args(argv: Optional[list[str]] = None) -> tuple[StudyOptions, str]:
-    """Parses and validates the command line; returns (options, result dir)."""
+def parse_args(argv: Optional[list[str]] = None) -> tuple[StudyOptions, str, int]:
+    """Parses and validates the command line; returns (options, result dir, models trained at once)."""
     d = StudyOptions()
     p = OneLineArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", default=d.dataset, help="a prepared dataset name (shapes is rendered if missing)")
@@ -97,8 +97,12 @@ def parse_args(argv: Optional[list[str]] = None) -> tuple[StudyOptions, str]:
     p.add_argument("--gpus", default=None, help="e.g. 0,1 (passed to run_network.py)")
     p.add_argument("--shapes-images", type=int, default=d.shapes_images, help="images to render for shapes")
     p.add_argument("--run-args", default="", help="extra run_network.py flags for every model, e.g. --run-args=--eager")
+    p.add_argument("--parallel", type=int, default=1,
+                   help="models trained at the same time (e.g. one per GPU); not part of the study's identity")
     p.add_argument("--result-dir", default=os.path.join("results", "study"))
     a = p.parse_args(argv)
+    if a.parallel < 1:
+        raise UserError(f"--parallel {a.parallel}: must be >= 1")
     opts = StudyOptions(dataset=a.dataset, data_dir=a.data_dir, resolution=a.resolution,
                         models=[m.strip() for m in a.models.split(",") if m.strip()], kimg=a.kimg,
                         eval_every=a.eval_every, fid_images=a.fid_images,
@@ -106,7 +110,7 @@ def parse_args(argv: Optional[list[str]] = None) -> tuple[StudyOptions, str]:
                         seed=a.seed, xla=a.xla == "true", gpus=a.gpus, shapes_images=a.shapes_images,
                         run_args=a.run_args)
     validate(opts)
-    return opts, a.result_dir
+    return opts, a.result_dir, a.parallel
 
 
 def validate(o: StudyOptions) -> None:
@@ -190,61 +194,85 @@ def load_state(result_dir: str, o: StudyOptions) -> dict:
     return {"options": asdict(o), "wall_seconds": {}}
 
 
-def train_model(o: StudyOptions, model: str, result_dir: str, state: dict, bar: tqdm, base: float) -> None:
-    """Runs (or resumes) one model's training in a subprocess, updating the study bar from its stats."""
-    log_path = os.path.join(result_dir, "runs", f"{model}.log")
+def _launch(o: StudyOptions, model: str, result_dir: str) -> tuple[subprocess.Popen, Any]:
+    """Starts (or resumes) one model's training in a subprocess; returns (process, its open log file)."""
+    log = open(os.path.join(result_dir, "runs", f"{model}.log"), "a", encoding="utf-8")
     cmd = [sys.executable, os.path.join(ROOT, "run_network.py"), *run_flags(o, model, result_dir)]
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    start = time.time()
-    with open(log_path, "a", encoding="utf-8") as log:
-        log.write(f"\n$ {' '.join(cmd)}\n")
-        log.flush()
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-        try:
-            bar.set_postfix_str(model)
-            while proc.poll() is None:
-                time.sleep(2.0)
-                done = base + kimg_done(run_dir(result_dir, model))
-                if done != bar.n:  # the bar moves at every evaluation (the runs' ticks)
-                    bar.n = done
-                    bar.refresh()
-        finally:
-            if proc.poll() is None:
-                proc.terminate()  # SIGTERM: the run writes a checkpoint and stops
-                proc.wait()
-            state["wall_seconds"][model] = state["wall_seconds"].get(model, 0.0) + time.time() - start
-            write_json_atomic(os.path.join(result_dir, "state.json"), state)
-    if proc.returncode != 0:
-        tail = open(log_path, encoding="utf-8", errors="replace").read().strip().splitlines()[-1:]
-        raise UserError(f"{model}: run_network.py exited {proc.returncode} ({tail[0] if tail else 'no output'}); "
-                        f"see {log_path}")
+    log.write(f"\n$ {' '.join(cmd)}\n")
+    log.flush()
+    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log
 
 
-def run_study(o: StudyOptions, result_dir: str) -> dict:
-    """Trains every model that has not finished, then writes the report; returns study.json's content."""
+def _failure(model: str, code: int, result_dir: str) -> UserError:
+    log_path = os.path.join(result_dir, "runs", f"{model}.log")
+    tail = open(log_path, encoding="utf-8", errors="replace").read().strip().splitlines()[-1:]
+    return UserError(f"{model}: run_network.py exited {code} ({tail[0] if tail else 'no output'}); see {log_path}")
+
+
+def train_models(o: StudyOptions, todo: list[str], result_dir: str, state: dict, bar: tqdm, parallel: int) -> None:
+    """Trains the `todo` models, at most `parallel` at a time, moving the study bar at every evaluation.
+
+    Each model's wall seconds (its process's lifetime) are added to `state` and saved when the process ends; on an
+    exception or Ctrl-C every running process gets SIGTERM (it writes a checkpoint and stops).
+    """
+    queue, running, failure = list(todo), {}, None
+    finished = {m: o.kimg for m in o.models if m not in todo}
+    try:
+        while (queue or running) and failure is None:
+            while queue and len(running) < parallel:
+                model = queue.pop(0)
+                running[model] = (*_launch(o, model, result_dir), time.time())
+            bar.set_postfix_str(",".join(running))
+            time.sleep(2.0)
+            for model, (proc, log, start) in list(running.items()):
+                if proc.poll() is None:
+                    continue
+                log.close()
+                del running[model]
+                _add_wall(state, model, start, result_dir)
+                if proc.returncode != 0:
+                    failure = _failure(model, proc.returncode, result_dir)
+            done = sum(finished.values()) + sum(kimg_done(run_dir(result_dir, m)) for m in o.models
+                                                if m not in finished)
+            if done != bar.n:  # the bar moves at every evaluation (the runs' ticks)
+                bar.n = done
+                bar.refresh()
+    finally:
+        for model, (proc, log, start) in running.items():
+            proc.terminate()  # SIGTERM: the run writes a checkpoint and stops
+            proc.wait()
+            log.close()
+            _add_wall(state, model, start, result_dir)
+    if failure is not None:
+        raise failure
+
+
+def _add_wall(state: dict, model: str, start: float, result_dir: str) -> None:
+    state["wall_seconds"][model] = state["wall_seconds"].get(model, 0.0) + time.time() - start
+    write_json_atomic(os.path.join(result_dir, "state.json"), state)
+
+
+def run_study(o: StudyOptions, result_dir: str, parallel: int = 1) -> dict:
+    """Trains every model that has not finished (`parallel` at a time), then writes the report; returns study.json's
+    content."""
     os.makedirs(os.path.join(result_dir, "runs"), exist_ok=True)
     state = load_state(result_dir, o)
     write_json_atomic(os.path.join(result_dir, "state.json"), state)
     prepare_dataset(o)
-    total = o.kimg * len(o.models)
-    with tqdm(total=total, unit="kimg", desc="study", bar_format="{l_bar}{bar}| {n:.2f}/{total:.2f} kimg "
-                                                                  "[{elapsed}<{remaining}] {postfix}") as bar:
-        for i, model in enumerate(o.models):
-            base = i * o.kimg
-            if os.path.isfile(os.path.join(run_dir(result_dir, model), "_finished.txt")):
-                bar.n = base + o.kimg
-                bar.refresh()
-                continue
-            train_model(o, model, result_dir, state, bar, base)
-            bar.n = base + o.kimg
-            bar.refresh()
+    todo = [m for m in o.models if not os.path.isfile(os.path.join(run_dir(result_dir, m), "_finished.txt"))]
+    with tqdm(total=o.kimg * len(o.models), unit="kimg", desc="study",
+              bar_format="{l_bar}{bar}| {n:.2f}/{total:.2f} kimg [{elapsed}<{remaining}] {postfix}") as bar:
+        train_models(o, todo, result_dir, state, bar, parallel)
+        bar.n = bar.total
+        bar.refresh()
     return study_report.write_report(result_dir, asdict(o), state["wall_seconds"], ATTENTION_MODELS, ARI_METRIC)
 
 
 def main(argv: Optional[list[str]] = None) -> int:
     try:
-        opts, result_dir = parse_args(argv)
-        summary = run_study(opts, result_dir)
+        opts, result_dir, parallel = parse_args(argv)
+        summary = run_study(opts, result_dir, parallel)
     except UserError as exc:
         print_user_error(exc, prog="study.py")
         return 2

@@ -33,6 +33,7 @@ def _commands(log_path):
     (["--fid-images", "1"], "--fid-images"),
     (["--kimg"], "--kimg"),
     (["--dataset", "nosuch"], "--dataset nosuch"),
+    (["--parallel", "0"], "--parallel"),
 ])
 def test_bad_options_are_one_line(tmp_path, args, message):
     proc = _study([*args, "--data-dir", str(tmp_path), "--result-dir", str(tmp_path / "s")], cwd=str(tmp_path))
@@ -78,8 +79,8 @@ def test_toy_study_writes_everything_and_resumes(tmp_path):
                 *summary["models"]["ganformer"]["maps"]]:
         assert os.path.isfile(os.path.join(result, rel)) and rel in page, rel
     assert "| ganformer |" in out
-    # 3. Once more: nothing is trained; other options are refused with one line.
-    proc = _study(args, cwd=str(tmp_path))
+    # 3. Once more (--parallel is not part of the study's identity): nothing is trained; other options are refused.
+    proc = _study([*args, "--parallel", "2"], cwd=str(tmp_path))
     proc.communicate(timeout=600)
     assert proc.returncode == 0 and _commands(second_log) == 2
     proc = _study([*args, "--gamma", "5"], cwd=str(tmp_path))
