@@ -79,12 +79,14 @@ class Trainer:
         if metrics_fn is not None:  # metric values go to TensorBoard too, next to the training scalars
             self.metrics_fn = functools.partial(metrics_fn, tb_writer=self.log.writer)
         self._stop = False
+        self._restored = False
         self._stopped_on_snapshot = False
 
     # ------------------------------------------------------------------------------------------------ state
     def restore_or_init(self) -> str:
         """Resumes from the newest checkpoint of the run, else loads `pretrained_pkl` weights; returns a message."""
         path = self.ckpt.restore_latest()
+        self._restored = bool(path)
         if path:
             return f"Resuming from {path} at {self.progress.kimg:.3f} kimg"
         if self.opts.pretrained_pkl:
@@ -144,9 +146,10 @@ class Trainer:
         it = self._data_iterator()
         if self.chief and not os.path.exists(os.path.join(opts.run_dir, "reals.png")):
             self.write_reals()
-        if int(prog.cur_nimg.numpy()) == 0:
+        if not self._restored:
             self._initial_outputs()
         tick_start_nimg, tick_start_time, start_time = int(prog.cur_nimg.numpy()), time.time(), time.time()
+        tick_len = int(round(opts.kimg_per_tick * 1000))
         ticks_run = 0
         bar = tqdm(total=opts.total_kimg, initial=prog.kimg, unit="kimg", disable=not self.chief,
                    bar_format="{l_bar}{bar}| {n:.3f}/{total:.3f} kimg [{elapsed}<{remaining}]")
@@ -162,7 +165,10 @@ class Trainer:
             bar.update(opts.batch_size / 1000.0)
             nimg = int(prog.cur_nimg.numpy())
             done = nimg >= total_nimg
-            if nimg < tick_start_nimg + opts.kimg_per_tick * 1000 and not done and not self._stop:
+            if self._stop and not done and nimg < tick_end(tick_start_nimg, tick_len):
+                self.ckpt.save(int(prog.minibatch.numpy()))  # pre-empted mid-tick: state only, resumed exactly
+                break
+            if nimg < tick_end(tick_start_nimg, tick_len) and not done:
                 continue
             now = time.time()
             record = self._end_tick(nimg, tick_start_nimg, now - tick_start_time, now - start_time)
@@ -216,6 +222,7 @@ class Trainer:
             path = os.path.join(self.opts.run_dir, f"network-snapshot-{snapshot_label(0.0)}.pkl")
             self.save_snapshot(path)
             self.metrics_fn(self.Gs, path, 0.0)
+            self.ckpt.save(int(self.progress.minibatch.numpy()))  # a kill from here on does not repeat them
 
     # ----------------------------------------------------------------------------------------------- outputs
     def save_snapshot(self, path: str) -> None:
@@ -277,6 +284,12 @@ class Trainer:
             for old in os.listdir(folder):
                 if old.endswith(".png") and old != name:
                     os.remove(os.path.join(folder, old))
+
+
+def tick_end(tick_start_nimg: int, tick_len: int) -> int:
+    """Images seen at which a tick that began at `tick_start_nimg` ends: the next multiple of the tick length, so
+    ticks (and the snapshots and metrics at their ends) fall on the same kimg grid however a run was interrupted."""
+    return (tick_start_nimg // tick_len + 1) * tick_len
 
 
 def _copy_matching(src: Any, dst: Any) -> int:
