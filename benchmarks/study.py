@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -63,7 +64,7 @@ class StudyOptions:
     data_dir: str = "datasets"
     resolution: int = 32
     models: list[str] = field(default_factory=lambda: ["ganformer", "stylegan2"])
-    kimg: float = 30.0
+    kimg: float = 20.0
     eval_every: float = 10.0
     fid_images: int = 2000
     channel_max: int = 32
@@ -269,7 +270,12 @@ def run_study(o: StudyOptions, result_dir: str, parallel: int = 1) -> dict:
     return study_report.write_report(result_dir, asdict(o), state["wall_seconds"], ATTENTION_MODELS, ARI_METRIC)
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # SIGTERM stops the study like Ctrl-C: the runs get SIGTERM and checkpoint
+
+
 def main(argv: Optional[list[str]] = None) -> int:
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         opts, result_dir, parallel = parse_args(argv)
         summary = run_study(opts, result_dir, parallel)
