@@ -20,7 +20,7 @@ import re
 import sys
 from typing import Iterator, Optional
 
-from dnnlib.util import UserError, print_user_error
+from dnnlib.util import OneLineArgumentParser, UserError, print_user_error
 
 VIS_FLAGS = {"vis_images": "images", "vis_latents": "latents", "vis_maps": "maps", "vis_layer_maps": "layer_maps",
              "vis_interpolations": "interpolations", "vis_noise_var": "noise_var", "vis_style_mix": "style_mix"}
@@ -42,8 +42,8 @@ def parse_seeds(text: str) -> list[int]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
-    p = argparse.ArgumentParser(description="Generate images from a GANformer generator.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = OneLineArgumentParser(prog="generate.py", description="Generate images from a GANformer generator.",
+                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model", required=True, help="our snapshot, an authors' .pkl, a URL or gdrive:<name>.pkl")
     p.add_argument("--output-dir", default="images", help="where sample_%%06d.png (and visualizations) go")
     src = p.add_mutually_exclusive_group()
@@ -52,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--latents", help=".npy file with z [N, K, d] (exact reproduction)")
     p.add_argument("--truncation-psi", type=float, default=0.7, help="truncation psi (1: none)")
     p.add_argument("--batch-size", type=int, default=4, help="images per generator call (1 for huge models)")
-    p.add_argument("--ratio", type=float, default=1.0, help="content height/width: crop the images to it")
+    p.add_argument("--ratio", type=float, default=None,
+                   help="content height/width to crop the images to (default: the ratio the model was trained with)")
     p.add_argument("--noise-mode", choices=("const", "random", "none"), default="const",
                    help="const: the model's stored noise (deterministic); random: new noise per batch")
     p.add_argument("--class", dest="class_idx", type=int, help="class index for conditional models")
@@ -94,7 +95,7 @@ def quiet_native_stderr() -> Iterator[None]:
 
 
 def _check_args(args: argparse.Namespace) -> None:
-    for name, ok in (("--batch-size", args.batch_size >= 1), ("--ratio", args.ratio > 0),
+    for name, ok in (("--batch-size", args.batch_size >= 1), ("--ratio", args.ratio is None or args.ratio > 0),
                      ("--images-num", args.images_num is None or args.images_num >= 0)):
         if not ok:
             raise UserError(f"{name}: must be positive; got {getattr(args, name[2:].replace('-', '_'))}")
@@ -149,15 +150,18 @@ def run(args: argparse.Namespace) -> None:
         os.environ["CUDA_VISIBLE_DEVICES"] = args.gpus
     from dnnlib.tflib.catalog import resolve_network_path
 
-    path = resolve_network_path(args.model)  # missing files / unknown names fail here, before TF starts
+    resolve_network_path(args.model)  # missing files / unknown names fail here, before TF starts
     with quiet_native_stderr():
         import tensorflow as tf
 
         tf.config.list_logical_devices()
-    from training.snapshot import load_networks
+    from training.snapshot import load_networks, training_facts
     from training.visualize import VisOptions, class_idx_bad, run_vis
 
-    Gs = load_networks(path).Gs
+    nets = load_networks(args.model)  # by name: a catalog model's record comes with it
+    Gs = nets.Gs
+    if args.ratio is None:
+        args.ratio = float(training_facts(nets).get("ratio", 1.0))
     if class_idx_bad(Gs, args.class_idx):
         raise UserError(f"--class {args.class_idx}: the model has {Gs.label_dim} classes" if Gs.label_dim
                         else "--class: the model is unconditional; omit --class")
@@ -190,10 +194,9 @@ def _vis_kinds(args: argparse.Namespace) -> set[str]:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    """CLI entry point; returns the exit status (2 for user errors, printed as one line)."""
-    args = build_parser().parse_args(argv)
+    """CLI entry point; returns the exit status (2 for user errors, bad flags included, printed as one line)."""
     try:
-        run(args)
+        run(build_parser().parse_args(argv))
     except UserError as exc:
         return print_user_error(exc, "generate.py")
     return 0

@@ -44,31 +44,32 @@ def _networks_path(args: argparse.Namespace, launch) -> tuple[str, str]:
 def evaluate(args: argparse.Namespace, launch, strategy) -> None:
     """--eval: metrics of the latest snapshot or --pretrained-pkl."""
     from metrics.registry import evaluate as run_metrics
-    from training.snapshot import load_networks
-    source, run_dir = _networks_path(args, launch)
-    nets = load_networks(source, args.cache_dir)
-    dataset = launch.open_training_dataset(args)
-    os.makedirs(run_dir, exist_ok=True)
+    from training.snapshot import load_networks, training_facts
     metrics = args.metrics if args.metrics.lower() != "none" else ""
     if not metrics:
         raise UserError("--eval: --metrics none leaves nothing to evaluate; e.g. --metrics fid")
-    mirror = vars(args).get("mirror_augment", False)
+    source, run_dir = _networks_path(args, launch)
+    nets = load_networks(source, args.cache_dir)
+    facts = training_facts(nets)  # the run's record: the same crop and mirroring as the in-training metrics
+    dataset = launch.open_training_dataset(args, facts)
+    ratio, mirror = launch.recorded_data_settings(args, facts, dataset)
+    os.makedirs(run_dir, exist_ok=True)
     run_metrics(metrics, nets.Gs, dataset, args.eval_images_num, run_dir, os.path.basename(source),
                 float(nets.metadata.get("kimg", 0.0)), batch_size=args.batch_gpu, strategy=strategy,
-                inception_path=args.inception, cache_dir=args.cache_dir, mirror=mirror,
-                ratio=launch.dataset_ratio(args, dataset), vgg16_path=args.vgg16, seed=args.seed)
+                inception_path=args.inception, cache_dir=args.cache_dir, mirror=mirror, ratio=ratio,
+                vgg16_path=args.vgg16, seed=args.seed)
 
 
 def visualize(args: argparse.Namespace, launch) -> None:
     """--vis: the selected --vis-* outputs under <run>/vis/ (training's own grids are in <run>/visuals/)."""
-    from training.snapshot import load_networks
+    from training.snapshot import load_networks, training_facts
     from training.visualize import vis
     kinds = {kind for flag, kind in VIS_KINDS.items() if getattr(args, f"vis_{flag}")}
     if not kinds:
         raise UserError("--vis: choose what to write, e.g. --vis-images --vis-maps (see --help)")
     source, run_dir = _networks_path(args, launch)
     nets = load_networks(source, args.cache_dir)
-    ratio = args.ratio if args.ratio is not None else launch.DEFAULT_RATIOS.get(args.dataset, 1.0)
+    ratio, _ = launch.recorded_data_settings(args, training_facts(nets), None)
     psi = vars(args).get("truncation_psi", nets.Gs.cfg.truncation_psi)
     index = vis(nets.Gs, os.path.join(run_dir, "vis"), kinds, num=args.vis_num, rich_num=args.vis_rich_num,
                 section_size=args.vis_section_size, blending_alpha=args.blending_alpha,

@@ -85,13 +85,18 @@ class EvalContext:
         old = self.needs.get(num_images, (False, False))
         self.needs[num_images] = (old[0] or capture, old[1] or probs)
 
+    @property
+    def inclusive(self) -> bool:
+        """The original metrics' crop window, unless G crops to the content itself (then reals get G's rows)."""
+        return not getattr(getattr(self.Gs, "cfg", None), "crop_ratio", None)
+
     def fakes(self, num_images: int) -> Any:
         return image_utils.generate_fakes(self.Gs, num_images, self.batch_size, seed=self.seed, ratio=self.ratio,
-                                          strategy=self.strategy)
+                                          strategy=self.strategy, inclusive=self.inclusive)
 
     def reals(self, num_images: int) -> Any:
         return image_utils.iterate_reals(self.dataset, num_images, self.batch_size, ratio=self.ratio,
-                                         mirror=self.mirror, seed=self.seed)
+                                         mirror=self.mirror, seed=self.seed, inclusive=self.inclusive)
 
     def fake_inception(self, num_images: int) -> FakePass:
         """Generates `num_images` fakes once and runs them through Inception (stats, rows, probs as planned)."""
@@ -114,7 +119,8 @@ class EvalContext:
 
     def real_stats_path(self, kind: str, num_images: int, extra: Dict[str, Any]) -> str:
         """Cache file of real statistics, keyed by a hash of the dataset and every setting that matters."""
-        key = dict(kind=kind, num_images=num_images, ratio=self.ratio, mirror=self.mirror, seed=self.seed,
+        key = dict(kind=kind, num_images=num_images, ratio=self.ratio, inclusive=self.inclusive, mirror=self.mirror,
+                   seed=self.seed,
                    dataset=str(getattr(self.dataset, "path", "")), name=str(getattr(self.dataset, "name", "")),
                    resolution=getattr(self.dataset, "resolution", None),
                    dataset_images=getattr(self.dataset, "num_images", None), **extra)

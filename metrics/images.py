@@ -1,8 +1,9 @@
 """Image streams for the metrics: generated fakes (on all replicas) and dataset reals, as uint8 NHWC batches.
 
-Both are cropped to the dataset's content ratio the way the original metrics did: for ratio < 1 the rows
-[floor((1 - ratio) H / 2), ceil((1 + ratio) H / 2)] are kept *inclusive* (one extra row, e.g. 129 rows for
-ratio 0.5 at 256), so numbers stay comparable. Reals are mirrored at random (half of them, seeded) when training
+Both are cropped to the dataset's content ratio by `training.crop.crop_to_content`: the way the original metrics
+did (`inclusive`: rows [floor((1 - ratio) H / 2), ceil((1 + ratio) H / 2)] kept inclusive, one extra row, e.g. 129
+rows for ratio 0.5 at 256) so that numbers stay comparable, except for a generator that returns only the content
+rows itself (`crop_ratio`): its images are not cropped again and the reals get the same rows. Reals are mirrored at random (half of them, seeded) when training
 used mirror augmentation. Fakes are quantized as round(clip((x + 1) * 127.5, 0, 255)).
 """
 
@@ -14,16 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from dnnlib.tflib.ops.quantize import quantize
-
-
-def crop_to_ratio(images: np.ndarray, ratio: float) -> np.ndarray:
-    """Keeps the content rows of `[B, H, W, C]` images for height/width ratio < 1 (see module docstring)."""
-    if ratio >= 1.0:
-        return images
-    height = images.shape[1]
-    lo = int(np.floor((1.0 - ratio) * height / 2))
-    hi = int(np.ceil((1.0 + ratio) * height / 2))
-    return images[:, lo:hi + 1]
+from training.crop import crop_to_content
 
 
 def to_rgb(images: np.ndarray) -> np.ndarray:
@@ -64,7 +56,7 @@ def replicated(strategy: Optional[tf.distribute.Strategy], fn: Callable[..., tf.
 
 def generate_fakes(Gs: Any, num_images: int, batch_size: int, seed: int = 0, ratio: float = 1.0,
                    strategy: Optional[tf.distribute.Strategy] = None, truncation_psi: float = 1.0,
-                   noise_mode: str = "random") -> Iterator[np.ndarray]:
+                   noise_mode: str = "random", inclusive: bool = True) -> Iterator[np.ndarray]:
     """Yields uint8 `[B, H', W, 3]` generated images, `num_images` in total, cropped to `ratio`.
 
     Args:
@@ -76,6 +68,7 @@ def generate_fakes(Gs: Any, num_images: int, batch_size: int, seed: int = 0, rat
         strategy: Optional tf.distribute strategy; generation then runs on all replicas.
         truncation_psi: 1.0 (no truncation) for metrics.
         noise_mode: Noise inputs; "random" as the original validation-mode generator.
+        inclusive: The original metrics' crop window (see module docstring).
     """
     rng = np.random.RandomState(seed)
     global_batch = batch_size * num_replicas(strategy)
@@ -91,13 +84,13 @@ def generate_fakes(Gs: Any, num_images: int, batch_size: int, seed: int = 0, rat
         z = rng.standard_normal([global_batch, *Gs.latent_shape]).astype(np.float32)
         labels = random_labels(rng, global_batch, label_dim)
         images = run(z) if labels is None else run(z, labels)
-        images = to_rgb(crop_to_ratio(images, ratio))[: num_images - done]
+        images = to_rgb(crop_to_content(images, ratio, inclusive=inclusive))[: num_images - done]
         done += len(images)
         yield images
 
 
 def iterate_reals(dataset: Any, num_images: int, batch_size: int, ratio: float = 1.0, mirror: bool = False,
-                  seed: int = 0) -> Iterator[np.ndarray]:
+                  seed: int = 0, inclusive: bool = True) -> Iterator[np.ndarray]:
     """Yields uint8 `[B, H', W, 3]` dataset images (at most `num_images`, fewer if the dataset is smaller).
 
     Args:
@@ -108,6 +101,7 @@ def iterate_reals(dataset: Any, num_images: int, batch_size: int, ratio: float =
         ratio: Content ratio for cropping.
         mirror: Flip a random half of the images horizontally (as training with mirror augmentation).
         seed: Seed for the shuffle and the mirroring.
+        inclusive: The original metrics' crop window (see module docstring).
     """
     rng = np.random.RandomState(seed + 1)
     done = 0
@@ -118,7 +112,7 @@ def iterate_reals(dataset: Any, num_images: int, batch_size: int, ratio: float =
             flip = rng.rand(len(images)) < 0.5
             images = images.copy()
             images[flip] = images[flip, :, ::-1]
-        images = to_rgb(crop_to_ratio(images, ratio))
+        images = to_rgb(crop_to_content(images, ratio, inclusive=inclusive))
         done += len(images)
         yield images
         if done >= num_images:

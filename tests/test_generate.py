@@ -113,6 +113,25 @@ def test_user_errors_in_process(snapshot, tmp_path, capsys):
     assert len(err) == 3 and "[N, 5, 16]" in err[0] and "unconditional" in err[1] and "--seeds" in err[2]
 
 
+@pytest.mark.parametrize("argv,needle", [(["--model", "x.pkl", "--nope"], "unrecognized arguments: --nope"),
+                                         (["--model", "x.pkl", "--batch-size", "two"], "--batch-size"),
+                                         ([], "--model")])
+def test_bad_flags_give_one_line_errors(argv, needle, capsys):
+    assert generate.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("generate.py: error: ") and needle in err[0], err
+
+
+def test_ratio_defaults_to_the_one_the_model_was_trained_with(tmp_path):
+    G, D = build_networks("ganformer-ffhq", 16, seed=5, **TINY)
+    path = str(tmp_path / "network-snapshot-000010.000.pkl")
+    save_networks(path, G, D, G, {"kimg": 10, "training_options": {"ratio": 0.75, "mirror_augment": False}})
+    assert _run("--model", path, "--output-dir", str(tmp_path / "a"), "--seeds", "1") == 0
+    assert _read(str(tmp_path / "a"), 1).shape == (12, 16, 3)
+    assert _run("--model", path, "--output-dir", str(tmp_path / "b"), "--seeds", "1", "--ratio", "1") == 0
+    assert _read(str(tmp_path / "b"), 1).shape == (16, 16, 3)  # an explicit --ratio wins
+
+
 @pytest.mark.parametrize("case", ["missing", "corrupt"])
 def test_bad_model_file_gives_one_line_error(case, tmp_path):
     model = str(tmp_path / "network.pkl")

@@ -130,6 +130,22 @@ def test_reals_and_fakes_are_cropped_to_the_content_ratio(tmp_path, net):
     assert {s[1:] for s in net.shapes} == {(9, 16, 3)}  # rows floor(0.25*16)=4 .. ceil(0.75*16)=12 inclusive
 
 
+class CroppingG(TinyG):
+    """A generator with `crop_ratio` 0.5: it returns only the 8 content rows of its 16x16 frame."""
+
+    cfg = type("Cfg", (), {"crop_ratio": 0.5})()
+
+    def __call__(self, z, labels=None, truncation_psi=1.0, noise_mode="const", return_maps=False):
+        return super().__call__(z, labels, truncation_psi, noise_mode)[:, 4:12]
+
+
+def test_images_a_generator_cropped_are_not_cropped_again(tmp_path, net):
+    """Fakes of a cropping G and the reals are compared at the same rows (G's), not re-cropped fakes vs reals."""
+    registry.evaluate("fid", CroppingG(), MemDataset(ratio=0.5), 16, str(tmp_path), "snap", 0, batch_size=8,
+                      cache_dir=str(tmp_path / "cache"), ratio=0.5)
+    assert {s[1:] for s in net.shapes} == {(8, 16, 3)}
+
+
 def test_mirroring_flips_about_half_of_the_reals():
     ds = MemDataset(n=200)
     out = np.concatenate(list(images.iterate_reals(ds, 200, 50, mirror=True)))

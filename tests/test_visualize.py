@@ -12,6 +12,7 @@ from PIL import Image
 
 from dnnlib.util import UserError
 from training.networks import build_networks
+from training.crop import crop_to_content
 from training.vis import imageio, interpolation, palette, style_mix
 from training.vis.html_index import write_index
 from training.vis.sampler import Sampler
@@ -85,13 +86,13 @@ def test_to_uint8_and_ratio_crop():
     x = np.array([-1.0, -0.999, 0.0, 1.0, 5.0, -7.0], np.float32).reshape(1, 1, 6, 1)
     assert imageio.to_uint8(x).ravel().tolist() == [0, 0, 128, 255, 255, 0]
     img = np.arange(32 * 32 * 3).reshape(1, 32, 32, 3)
-    assert imageio.crop_to_ratio(img, 0.75).shape == (1, 24, 32, 3)
-    assert imageio.crop_to_ratio(img, 0.5)[0, 0, 0, 0] == img[0, 8, 0, 0]  # central rows
-    assert imageio.crop_to_ratio(img, 1.0).shape == img.shape
-    cropped = imageio.crop_to_ratio(img, 0.5)
-    assert imageio.crop_to_ratio(cropped, 0.5).shape == cropped.shape  # idempotent
-    assert imageio.crop_to_ratio(img, 2.0).shape == (1, 32, 16, 3)  # taller than wide: columns
-    assert imageio.crop_to_ratio(np.zeros((2, 4, 32, 32)), 0.75, axes=(-2, -1)).shape == (2, 4, 24, 32)
+    assert crop_to_content(img, 0.75).shape == (1, 24, 32, 3)
+    assert crop_to_content(img, 0.5)[0, 0, 0, 0] == img[0, 8, 0, 0]  # central rows
+    assert crop_to_content(img, 1.0).shape == img.shape
+    cropped = crop_to_content(img, 0.5)
+    assert crop_to_content(cropped, 0.5).shape == cropped.shape  # idempotent
+    assert crop_to_content(img, 2.0).shape == (1, 32, 16, 3)  # taller than wide: columns
+    assert crop_to_content(np.zeros((2, 4, 32, 32)), 0.75, axes=(-2, -1)).shape == (2, 4, 24, 32)
 
 
 def test_slerp_per_component_and_lerp():

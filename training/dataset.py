@@ -23,11 +23,12 @@ import tensorflow as tf
 from PIL import Image
 
 from dnnlib.util import UserError
+from training.crop import crop_to_content
 from training.data import records
+from training.data.catalog import dataset_constants
+from training.data.records import READ_BUFFER_BYTES, count_records
 from training.data.files import list_image_files
 
-DEFAULT_RATIOS = {"clevr": 0.75, "bedrooms": 188 / 256, "cityscapes": 0.5, "ffhq": 1.0}
-READ_BUFFER_BYTES = 8 << 20
 TF_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 
 
@@ -182,14 +183,12 @@ class Dataset:
         """Crop to ratio and mirror augmentation on whole batches."""
         if not mirror and not (crop_to_ratio and self.ratio < 1.0):
             return ds
-        height = int(round(self.resolution * self.ratio))
-        top = (self.resolution - height) // 2
         seed_base = int(seed) * 1000003 + (0 if shard is None else shard[1])
 
         def apply(step: tf.Tensor, element: Any) -> Any:
             images, labels = element if self.label_dim else (element, None)
-            if crop_to_ratio and self.ratio < 1.0:
-                images = images[:, top:top + height]
+            if crop_to_ratio:
+                images = crop_to_content(images, self.ratio)
             if mirror:
                 coin = tf.random.stateless_uniform([tf.shape(images)[0]],
                                                    seed=tf.stack([tf.constant(seed_base, tf.int64), step]))
@@ -197,12 +196,6 @@ class Dataset:
             return (images, labels) if self.label_dim else images
 
         return ds.enumerate().map(apply, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-
-
-def count_records(path: Path) -> int:
-    """Counts the records of one TFRecord file."""
-    ds = tf.data.TFRecordDataset(str(path), buffer_size=READ_BUFFER_BYTES)
-    return int(ds.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1).numpy())
 
 
 def _first_record_shape(path: Path) -> list[int]:
@@ -255,7 +248,7 @@ def _open_original(folder: Path, groups: dict[int, list[Path]], meta: dict[str, 
         counts = [int(n) for n in meta["counts"][str(resolution)]]
         counts = counts if len(counts) == len(files) else None
     name = str((meta or {}).get("name", folder.name))
-    ratio = float((meta or {}).get("ratio", DEFAULT_RATIOS.get(name, 1.0)))
+    ratio = float((meta or {}).get("ratio", dataset_constants(name)[0]))
     return Dataset(path=folder, name=name, resolution=resolution, ratio=ratio, label_dim=0, channels=channels,
                    kind="original", files=files, _counts=counts)
 
@@ -286,7 +279,7 @@ def _open_images(folder: Path, resolution: int | None) -> Dataset | None:
     if resolution is not None and resolution != width:
         raise UserError(f"{folder}: images are {width}x{width}, not {resolution}x{resolution}")
     return Dataset(path=folder, name=folder.name if not folder.name.isdigit() else folder.parent.name,
-                   resolution=width, ratio=DEFAULT_RATIOS.get(folder.name, 1.0), label_dim=0, channels=3,
+                   resolution=width, ratio=dataset_constants(folder.name)[0], label_dim=0, channels=3,
                    kind="images", files=files, _counts=[1] * len(files))
 
 

@@ -20,10 +20,9 @@ from training import presets
 from training.checkpoint import list_snapshots
 from training.cli_args import MODEL_FLAGS, parse_gpus
 from training.config import DiscriminatorConfig, GeneratorConfig, config_changes, to_dict
+from training.data.catalog import CATALOG, dataset_constants
 from training.options import TrainingOptions
 
-CATALOG_DATASETS = ("ffhq", "clevr", "cityscapes", "bedrooms")
-DEFAULT_RATIOS = {"clevr": 0.75, "bedrooms": 188 / 256, "cityscapes": 0.5, "ffhq": 1.0}
 OPTIONS_FILE = "training_options.json"
 
 
@@ -50,7 +49,7 @@ def preset_name(args: argparse.Namespace) -> str:
     if args.ganformer_default and args.baseline:
         raise UserError("--ganformer-default and --baseline are exclusive; pass one of them")
     if args.ganformer_default:
-        return f"ganformer-{args.dataset}" if args.dataset in CATALOG_DATASETS else "ganformer-ffhq"
+        return f"ganformer-{args.dataset}" if args.dataset in CATALOG else "ganformer-ffhq"
     return args.baseline.lower() if args.baseline else "stylegan2"
 
 
@@ -67,25 +66,29 @@ def model_options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
-def open_training_dataset(args: argparse.Namespace):
-    """Opens `<data-dir>/<dataset>` with a one-line error when it is missing."""
+def open_training_dataset(args: argparse.Namespace, facts: Optional[dict[str, Any]] = None):
+    """Opens `<data-dir>/<dataset>` with a one-line error when it is missing. `facts` (the networks' record, for
+    --eval) supply the dataset name and resolution when --dataset / --resolution are not given."""
     from training.dataset import open_dataset
-    if not args.dataset:
+    facts = facts or {}
+    name, resolution = args.dataset or facts.get("dataset"), args.resolution or facts.get("resolution")
+    if not name:
         raise UserError("--dataset: required (a folder name inside --data-dir, e.g. --dataset shapes)")
-    path = os.path.join(args.data_dir, args.dataset)
+    path = os.path.join(args.data_dir, name)
     if not os.path.isdir(path):
-        hint = ("python prepare_data.py --shapes --resolution 32 --max-images 10000" if args.dataset == "shapes"
-                else f"python prepare_data.py --{args.dataset}" if args.dataset in CATALOG_DATASETS
-                else f"python prepare_data.py --task {args.dataset} --images-dir DIR --format png")
-        raise UserError(f"--dataset {args.dataset}: {path} does not exist; prepare it first: {hint}")
-    return open_dataset(path, resolution=args.resolution, max_images=args.train_images_num)
+        hint = ("python prepare_data.py --shapes --resolution 32 --max-images 10000" if name == "shapes"
+                else f"python prepare_data.py --{name}" if name in CATALOG
+                else f"python prepare_data.py --task {name} --images-dir DIR --format png")
+        raise UserError(f"--dataset {name}: {path} does not exist; prepare it first: {hint}")
+    return open_dataset(path, resolution=resolution, max_images=args.train_images_num)
 
 
 def training_options(args: argparse.Namespace, dataset: Any, run_dir: str) -> TrainingOptions:
-    """TrainingOptions from the flags and the dataset (gamma/mirror presets per dataset)."""
+    """TrainingOptions from the flags and the dataset (gamma/mirror: the dataset's preset with --ganformer-default)."""
     passed = vars(args)
-    gamma = passed.get("gamma", presets.DATASET_GAMMA.get(args.dataset, 10.0) if args.ganformer_default else 10.0)
-    mirror = passed.get("mirror_augment", presets.DATASET_MIRROR.get(args.dataset, False) and args.ganformer_default)
+    _, preset_gamma, _ = dataset_constants(args.dataset)
+    gamma = passed.get("gamma", preset_gamma if args.ganformer_default else 10.0)
+    mirror = dataset_mirror(args)
     metrics = [] if args.metrics.lower() == "none" else [m for m in args.metrics.split(",") if m]
     return TrainingOptions(
         run_dir=run_dir, dataset=args.dataset, resolution=dataset.resolution, ratio=dataset_ratio(args, dataset),
@@ -108,7 +111,27 @@ def dataset_ratio(args: argparse.Namespace, dataset: Any) -> float:
         return args.ratio
     if dataset is not None and getattr(dataset, "ratio", None):
         return float(dataset.ratio)
-    return DEFAULT_RATIOS.get(args.dataset, 1.0)
+    return dataset_constants(args.dataset)[0]
+
+
+def dataset_mirror(args: argparse.Namespace) -> bool:
+    """--mirror-augment, else the dataset's --ganformer-default preset (ffhq, cityscapes), else off."""
+    return bool(vars(args).get("mirror_augment", dataset_constants(args.dataset)[2] and args.ganformer_default))
+
+
+def recorded_data_settings(args: argparse.Namespace, facts: dict[str, Any], dataset: Any) -> tuple[float, bool]:
+    """`(ratio, mirror)` for --eval / --vis: an explicit --ratio / --mirror-augment, else the networks' record
+    (`training.snapshot.training_facts`), else what a training run with these flags would use. A flag that
+    contradicts the record is used, with a one-line note."""
+    passed = {"ratio": args.ratio is not None, "mirror_augment": "mirror_augment" in vars(args)}
+    derived = {"ratio": lambda: dataset_ratio(args, dataset), "mirror_augment": lambda: dataset_mirror(args)}
+    out = {}
+    for key, flag in (("ratio", "--ratio"), ("mirror_augment", "--mirror-augment")):
+        recorded = facts.get(key)
+        out[key] = derived[key]() if passed[key] or recorded is None else recorded
+        if recorded is not None and out[key] != recorded:
+            print(f"Note: {flag} {out[key]} differs from the {recorded} the networks were trained with")
+    return float(out["ratio"]), bool(out["mirror_augment"])
 
 
 def run_dirs(result_dir: str, expname: str) -> list[str]:

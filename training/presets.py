@@ -42,11 +42,6 @@ PRESETS: Mapping[str, Mapping[str, Any]] = MappingProxyType({
     "sagan": MappingProxyType(dict(style=False, latent_stem=True, g_img2img=5)),
 })
 
-# Training-side preset values (spec §1.2): R1 gamma and mirror augmentation per dataset.
-DATASET_GAMMA: Mapping[str, float] = MappingProxyType({"ffhq": 10.0, "cityscapes": 20.0, "clevr": 40.0,
-                                                       "bedrooms": 100.0})
-DATASET_MIRROR: Mapping[str, bool] = MappingProxyType({"ffhq": True, "cityscapes": True})
-
 
 def preset_options(preset: str) -> dict[str, Any]:
     """Default options with the preset applied."""

@@ -3,6 +3,10 @@
 `load_networks(path_or_name)` accepts any of them and returns a `Networks` (`.G`, `.D`, `.Gs`). Nothing loaded is
 ever executed: our snapshots are JSON + .npy (`dnnlib.tflib.snapshot`), the authors' pickles go through a
 restricted unpickler (`dnnlib.tflib.legacy`).
+
+The networks' record is the single source of the facts of their training data for --eval, --vis and generate.py
+(`training_facts`): our snapshots carry the run's training options in their metadata; the authors' released models
+loaded by catalog name get their dataset's catalog constants.
 """
 
 from __future__ import annotations
@@ -14,10 +18,12 @@ from typing import Any, Optional
 import numpy as np
 
 from dnnlib.tflib import legacy
+from dnnlib.tflib.catalog import CATALOG as MODEL_CATALOG
 from dnnlib.tflib.catalog import resolve_network_path
 from dnnlib.tflib.snapshot import is_snapshot, read_snapshot, write_snapshot
 from dnnlib.util import UserError
 from training import config as config_lib
+from training.data.catalog import dataset_constants
 from training.legacy_convert import convert_variables, discriminator_config, generator_config
 from training.networks.discriminator import Discriminator
 from training.networks.generator import Generator
@@ -124,6 +130,20 @@ def load_networks(path_or_name: str, cache_dir: Optional[str] = None) -> Network
     if is_snapshot(path):
         return _load_snapshot(path)
     if legacy.is_legacy_pickle(path):
-        return _load_legacy(path)
+        nets = _load_legacy(path)
+        entry = MODEL_CATALOG.get(path_or_name)
+        if entry is not None:  # e.g. gdrive:clevr-snapshot.pkl: trained on clevr
+            dataset = entry.name.split("-")[0]
+            nets.metadata["training_options"] = dict(dataset=dataset, ratio=entry.ratio,
+                                                     mirror_augment=dataset_constants(dataset)[2])
+        return nets
     raise UserError(f"{path}: not a network file (neither a GANformer-TF2 snapshot nor an authors' TF1 pickle); "
                     "pass a network-*.pkl written by run_network.py or a released checkpoint")
+
+def training_facts(nets: Networks) -> dict[str, Any]:
+    """What the networks were trained on, from their record: `dataset`, `ratio` and `mirror_augment` when known
+    (absent for an authors' pickle loaded by path), and always `resolution` and `label_dim` (from G's config)."""
+    record = nets.metadata.get("training_options") or {}
+    facts = {k: record[k] for k in ("dataset", "ratio", "mirror_augment") if record.get(k) is not None}
+    facts.update(resolution=nets.Gs.resolution, label_dim=nets.Gs.label_dim)
+    return facts

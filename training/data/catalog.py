@@ -1,4 +1,5 @@
-"""The paper's datasets (spec §4.1): where they come from and how `prepare_data.py` installs them.
+"""The paper's datasets (spec §4.1): where they come from, how `prepare_data.py` installs them, and the per-dataset
+constants every other module looks up here (content ratio, R1 gamma, mirror augmentation; `dataset_constants`).
 
 ffhq, clevr and cityscapes are published as TFRecords in the original multi-resolution layout; they are
 installed as-is (one file, or unzipped) and read directly by `training.dataset`. bedrooms (LSUN) is an
@@ -41,8 +42,9 @@ class CatalogEntry:
         ratio: content height / width.
         shards: shard files of the installed dataset.
         resolution: resolution the paper trains at.
-        gamma: R1 weight the authors recommend.
+        gamma: R1 weight the authors recommend (the --ganformer-default preset).
         images_note: remark on the count.
+        mirror: the --ganformer-default preset trains with mirror augmentation (spec §1.2).
     """
 
     name: str
@@ -58,23 +60,30 @@ class CatalogEntry:
     resolution: int
     gamma: float
     images_note: str = ""
+    mirror: bool = False
 
 
 CATALOG: dict[str, CatalogEntry] = {e.name: e for e in (
     CatalogEntry("ffhq", "http://downloads.cs.stanford.edu/nlp/data/dorarad/ffhq-r08.tfrecords1of1",
                  "74de4f07dc7bfb07c0ad4471fdac5e67", "ffhq-r08.tfrecords1of1", FILE, "13 GB", "13 GB", 70_000,
-                 1.0, 1, 256, 10.0),
+                 1.0, 1, 256, 10.0, mirror=True),
     CatalogEntry("clevr", "https://drive.google.com/uc?id=1lY4JE30yk26v0MWHNpXBOMzltufUcTXj",
                  "3040bb20a29cd2f0e1e9231aebddf2a1", "clevr.zip", TFRECORD_ZIP, "~6 GB", "15.5 GB", 100_000,
                  0.75, 5, 256, 40.0, "README: 100,015"),
     CatalogEntry("cityscapes", "https://drive.google.com/uc?id=1t9Qhxm0iHFd3k-xTYEbKosSx_DkyoLLJ",
                  "953d231046275120dc1f73a5aebc9087", "cityscapes.zip", TFRECORD_ZIP, "~2 GB", "8 GB", 25_000,
-                 0.5, 16, 256, 20.0, "README: 24,998"),
+                 0.5, 16, 256, 20.0, "README: 24,998", mirror=True),
     CatalogEntry("bedrooms", "http://dl.yf.io/lsun/scenes/bedroom_train_lmdb.zip",
                  "f2c5d904a82a6295dbdccb322b4b0a99", "bedroom_train_lmdb.zip", LMDB_ZIP, "43 GB", "up to 480 GB",
                  3_033_042, 188 / 256, 64, 256, 100.0),
 )}
 LEGACY_FORMAT = "original-tfrecords"
+
+
+def dataset_constants(name: str | None) -> tuple[float, float, bool]:
+    """`(ratio, gamma, mirror)` of a catalog dataset; `(1.0, 10.0, False)` (the CLI defaults) for any other name."""
+    entry = CATALOG.get(name or "")
+    return (entry.ratio, entry.gamma, entry.mirror) if entry else (1.0, 10.0, False)
 FEW_IMAGES_WARNING = 50_000
 
 
@@ -105,9 +114,7 @@ def fetch(entry: CatalogEntry, data_dir: Path, source: str | None, progress: boo
 
 
 def _count_files(files: list[Path], progress: bool) -> list[int]:
-    from training.dataset import count_records  # TensorFlow is only needed from here on
-
-    return [count_records(f) for f in tqdm(files, desc="count records", unit="file", disable=not progress)]
+    return [records.count_records(f) for f in tqdm(files, desc="count records", unit="file", disable=not progress)]
 
 
 def install_tfrecords(entry: CatalogEntry, downloaded: Path, data_dir: Path, overwrite: bool,

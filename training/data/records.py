@@ -27,6 +27,7 @@ FORMAT_NAME = "gansformer-tf2-tfrecords"
 FORMAT_VERSION = 1
 META_FILE = "dataset.json"
 ENCODINGS = ("raw", "png")
+READ_BUFFER_BYTES = 8 << 20  # TFRecord read buffer (the original used 256 MB)
 LEGACY_PATTERN = re.compile(r"^(?P<base>.+)-r(?P<lod>\d\d)\.tfrecords(?P<shard>\d+)?(of(?P<total>\d+))?$")
 
 
@@ -102,3 +103,11 @@ def find_legacy_files(folder: str | Path) -> dict[int, list[Path]]:
         if match and path.is_file():
             groups.setdefault(2 ** int(match.group("lod")), []).append(path)
     return groups
+
+
+def count_records(path: Path) -> int:
+    """Counts the records of one TFRecord file."""
+    import tensorflow as tf
+
+    ds = tf.data.TFRecordDataset(str(path), buffer_size=READ_BUFFER_BYTES)
+    return int(ds.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1).numpy())

@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from training.config import GeneratorConfig
+from training.crop import crop_to_content
 from training.networks.mapping import MappingNetwork
 from training.networks.module import NamedModule, constant_init, normal_init, uniform_init
 from training.networks.synthesis import SynthesisNetwork
@@ -126,9 +127,9 @@ class Generator(NamedModule):
         images, maps = self.synthesis(ws, noise_mode=noise_mode, mask=mask, training=training, seed=seeds[5],
                                       return_maps=True) if return_maps else (self.synthesis(
             ws, noise_mode=noise_mode, mask=mask, training=training, seed=seeds[5]), None)
-        images = crop_rows(images, cfg.crop_ratio)
+        images = crop_to_content(images, cfg.crop_ratio)
         if maps is not None:
-            maps = crop_rows(maps, cfg.crop_ratio, axis=4)
+            maps = crop_to_content(maps, cfg.crop_ratio, axes=(4, 5))
         out = [images]
         if return_maps:
             out.append(maps)
@@ -136,14 +137,3 @@ class Generator(NamedModule):
             out.append(ws)
         return out[0] if len(out) == 1 else tuple(out)
 
-
-def crop_rows(x: tf.Tensor, ratio: Optional[float], axis: int = 1) -> tf.Tensor:
-    """Keeps the central `round(ratio * H)` rows of `x` along `axis` (no-op for None or 1)."""
-    if not ratio or ratio >= 1:
-        return x
-    h = x.shape[axis]
-    keep = int(round(h * ratio))
-    start = (h - keep) // 2
-    index = [slice(None)] * len(x.shape)
-    index[axis] = slice(start, start + keep)
-    return x[tuple(index)]

@@ -28,38 +28,6 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
     return np.rint(np.clip(x, 0.0, 255.0)).astype(np.uint8)
 
 
-def ratio_window(height: int, width: int, ratio: float) -> tuple[int, int, int, int]:
-    """The largest central window of aspect `height/width == ratio` (spec §4.2 `crop_max_rectangle`).
-
-    `s = min(W, H / ratio)`; the window is `round(ratio * s)` rows by `round(s)` columns, centred. Idempotent: an
-    image that already has the aspect `ratio` keeps all its pixels.
-
-    Returns:
-        `(top, left, rows, cols)`.
-    """
-    if not ratio or ratio <= 0:
-        raise ValueError(f"ratio must be > 0, got {ratio}")
-    s = min(float(width), height / ratio)
-    rows = min(height, max(1, int(round(ratio * s))))
-    cols = min(width, max(1, int(round(s))))
-    return (height - rows) // 2, (width - cols) // 2, rows, cols
-
-
-def crop_to_ratio(x: np.ndarray, ratio: float, axes: tuple[int, int] = (-3, -2)) -> np.ndarray:
-    """Central crop of `x` to the aspect `ratio` (height / width) along the (row, column) `axes`.
-
-    Args:
-        x: Array such as images `[B, H, W, C]` (default axes) or maps `[B, k, H, W]` (`axes=(-2, -1)`).
-        ratio: Content height / width of the dataset (1.0: no crop for square images).
-    """
-    h_ax, w_ax = (a % x.ndim for a in axes)
-    top, left, rows, cols = ratio_window(x.shape[h_ax], x.shape[w_ax], ratio)
-    index = [slice(None)] * x.ndim
-    index[h_ax] = slice(top, top + rows)
-    index[w_ax] = slice(left, left + cols)
-    return x[tuple(index)]
-
-
 def make_grid(images: np.ndarray, cols: int | None = None, pad: int = 0, fill: int = 255) -> np.ndarray:
     """Tiles `[N, H, W, C]` images into one `[rows*H, cols*W, C]` canvas (row-major, `pad` pixels between).
 

@@ -14,9 +14,8 @@ import numpy as np
 import tensorflow as tf
 
 from dnnlib.tflib.ops.quantize import quantize
-from training.networks.generator import crop_rows
+from training.crop import crop_to_content
 from training.networks.synthesis import NOISE_MODES
-from training.vis.imageio import crop_to_ratio
 
 MAP_CHOICES = (None, "last", "all")
 COMPILE_MODES = ("eager", "graph", "xla")
@@ -123,8 +122,8 @@ class Sampler:
                 res = G.synthesis(ws, noise_mode=mode, return_maps=maps is not None,
                                   seed=seed if mode == "random" else None)
                 images, att = (res if maps is not None else (res, None))
-                images = crop_rows(images, G.cfg.crop_ratio)
-                att = crop_rows(att, G.cfg.crop_ratio, axis=4) if att is not None else None
+                images = crop_to_content(images, G.cfg.crop_ratio)  # as G(...) does
+                att = crop_to_content(att, G.cfg.crop_ratio, axes=(4, 5)) if att is not None else None
                 return self._outputs(images, att, None, maps)
 
             self._fns[key] = self._compile(fn, [tf.TensorSpec([None, self.K, None, self.d], tf.float32),
@@ -155,9 +154,9 @@ class Sampler:
                 progress(batch[0].shape[0])
         out = {k: np.concatenate(v, axis=0) for k, v in parts.items()}
         if "images" in out:
-            out["images"] = crop_to_ratio(out["images"], self.ratio)
+            out["images"] = crop_to_content(out["images"], self.ratio)  # no-op when G already cropped
         if "maps" in out:
-            out["maps"] = crop_to_ratio(out["maps"], self.ratio, axes=(-2, -1))
+            out["maps"] = crop_to_content(out["maps"], self.ratio, axes=(-2, -1))
         return out
 
     def generate(self, z: np.ndarray, labels: Optional[np.ndarray] = None, psi: float = 1.0,
