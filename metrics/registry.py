@@ -1,9 +1,9 @@
 """Metrics by name (a registry filled by the `register` decorator) and the single evaluation entry point.
 
 Names: `fid50k`, `fid10k`, `fid5k`, `fid1k`, `fid` (FID); `kid50k`, `kid10k`, `kid` (KID); `is50k`, `is10k`, `is`
-(Inception Score); `pr50k3`, `pr10k3`, `pr` (precision/recall, k=3); `ppl_wend`, `ppl_zend`, `ppl_wfull`,
-`ppl_zfull`, `ppl` (PPL); `fg_ari`, `fg_ari500`, `fg_ari1k` (attention maps vs object regions on grey-floor
-scenes). Names without a count use `num_images` of `evaluate` (`--eval-images-num`).
+(Inception Score); `pr50k3`, `pr10k3`, `pr` (precision/recall, k=3); `ppl_zfull`, `ppl_wfull`, `ppl_zend`,
+`ppl_wend` (PPL with StyleGAN2's face crop, as the names mean there), `ppl2_wend`, `ppl` (PPL without the crop);
+`fg_ari`, `fg_ari500`, `fg_ari1k` (attention maps vs object regions on grey-floor scenes). Names without a count use `num_images` of `evaluate` (`--eval-images-num`).
 """
 
 from __future__ import annotations
@@ -128,18 +128,24 @@ def compute_pr(ctx: EvalContext, n: int) -> Results:
 
 
 def _ppl(space: str, sampling: str) -> Callable[..., Results]:
-    def compute(ctx: EvalContext, n: int) -> Results:
+    def compute(ctx: EvalContext, n: int, crop: bool) -> Results:
         vgg = ctx.vgg16()[0]
-        value = ppl_lib.compute_ppl(ctx.Gs, vgg.lpips, n, epsilon=1e-4, space=space, sampling=sampling, crop=False,
+        value = ppl_lib.compute_ppl(ctx.Gs, vgg.lpips, n, epsilon=1e-4, space=space, sampling=sampling, crop=crop,
                                     batch_size=ctx.batch_size, seed=ctx.seed, strategy=ctx.strategy)
-        return {"value": value, "epsilon": 1e-4, "space": space, "sampling": sampling}
+        return {"value": value, "epsilon": 1e-4, "space": space, "sampling": sampling, "crop": crop}
     return compute
 
 
-register({"ppl_wend": 50000, "ppl": None}, "vgg16", _plan_vgg(features=False))(_ppl("w", "end"))
-register({"ppl_zend": 50000}, "vgg16", _plan_vgg(features=False))(_ppl("z", "end"))
-register({"ppl_wfull": 50000}, "vgg16", _plan_vgg(features=False))(_ppl("w", "full"))
-register({"ppl_zfull": 50000}, "vgg16", _plan_vgg(features=False))(_ppl("z", "full"))
+def _register_ppl() -> None:
+    """StyleGAN2's names (its metric_defaults, kept by StyleGAN2-ADA): `ppl_{z,w}{full,end}` are the face-cropped
+    variants, `ppl2_wend` the uncropped one; `ppl` is ppl2_wend with --eval-images-num samples."""
+    for space, sampling in (("z", "full"), ("w", "full"), ("z", "end"), ("w", "end")):
+        register({f"ppl_{space}{sampling}": 50000}, "vgg16", _plan_vgg(features=False),
+                 crop=True)(_ppl(space, sampling))
+    register({"ppl2_wend": 50000, "ppl": None}, "vgg16", _plan_vgg(features=False), crop=False)(_ppl("w", "end"))
+
+
+_register_ppl()
 
 
 def _plan_fg_ari(ctx: EvalContext, n: int) -> None:

@@ -210,6 +210,14 @@ def test_end_point_ppl_matches_closed_form_for_linear_generator(space):
     assert value == pytest.approx(ppl.filtered_mean(np.concatenate(dists)), rel=2e-2)
 
 
+@pytest.mark.parametrize("name,crop", [("ppl_zfull", True), ("ppl_wfull", True), ("ppl_zend", True),
+                                       ("ppl_wend", True), ("ppl2_wend", False), ("ppl", False)])
+def test_ppl_names_mean_what_they_mean_in_stylegan2(name, crop):
+    """StyleGAN2's `ppl_*` metrics are face-cropped; its uncropped variant is `ppl2_wend`."""
+    metric = registry.get_metric(name)
+    assert metric.options == {"crop": crop} and metric.num_images == (None if name == "ppl" else 50000)
+
+
 def test_ppl_through_registry_records_a_value(tmp_path, vgg_file):
     rec = registry.evaluate("ppl", TinyG(), MemDataset(), 8, str(tmp_path), "snap", 0, batch_size=4,
                             vgg16_path=vgg_file, cache_dir=str(tmp_path / "c"))
