@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import glob
 import json
 import os
 import re
@@ -135,10 +134,12 @@ def recorded_data_settings(args: argparse.Namespace, facts: dict[str, Any], data
 
 
 def run_dirs(result_dir: str, expname: str) -> list[str]:
-    """Existing run dirs `<result_dir>/<expname>-NNN`, oldest first."""
-    pattern = re.compile(re.escape(expname) + r"-(\d+)$")
-    found = [(int(m.group(1)), p) for p in glob.glob(os.path.join(result_dir, f"{expname}-*"))
-             if os.path.isdir(p) and (m := pattern.search(os.path.basename(p)))]
+    """Existing run dirs `<result_dir>/<expname>-NNN`, oldest first. Found by listing the folder and matching names
+    exactly (no glob: an experiment name may hold `[`, `*` or `?`)."""
+    pattern = re.compile(re.escape(expname) + r"-(\d+)")
+    names = os.listdir(result_dir) if os.path.isdir(result_dir) else []
+    found = [(int(m.group(1)), os.path.join(result_dir, name)) for name in names
+             if (m := pattern.fullmatch(name)) and os.path.isdir(os.path.join(result_dir, name))]
     return [p for _, p in sorted(found)]
 
 

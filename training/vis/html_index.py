@@ -115,7 +115,7 @@ def collect_sections(output_dir: str) -> list[Section]:
     """Scans `output_dir` for the known visualization files and groups them by kind (empty kinds are left out)."""
     sections = []
     for key, pattern, title, caption in _KINDS:
-        files = glob.glob(os.path.join(output_dir, pattern), recursive=True)
+        files = glob.glob(os.path.join(glob.escape(output_dir), pattern), recursive=True)  # e.g. results/e[x]-000
         rels = sorted((os.path.relpath(f, output_dir).replace(os.sep, "/") for f in files if os.path.isfile(f)),
                       key=_natural_key)
         rels = [r for r in rels if not os.path.basename(r).startswith(".")]
