@@ -65,6 +65,67 @@ def _subprocess(argv, code=None, timeout=900):
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
 
+# ------------------------------------------------------------------- 4. damaged snapshot given to the CLIs
+def _truncated_copy(src, dst):
+    data = open(src, "rb").read()
+    open(dst, "wb").write(data[: len(data) // 2])
+    return dst
+
+
+def test_truncated_snapshot_to_generate_names_the_problem_and_the_newest_intact(snapshot, tmp_path):
+    bad = _truncated_copy(snapshot, os.path.join(os.path.dirname(snapshot), "network-snapshot-000002.000.pkl"))
+    try:
+        res = _subprocess(["--model", bad, "--output-dir", str(tmp_path / "out"), "--compile", "eager"])
+    finally:
+        os.remove(bad)
+    line = _one_line(res.stderr)
+    assert res.returncode == 2 and "truncated" in line and line.endswith(f"is {snapshot}"), line
+    assert not os.path.exists(tmp_path / "out")
+
+
+def test_newest_intact_skips_damaged_and_nan_snapshots(snapshot, tmp_path, capsys):
+    run = tmp_path / "run"
+    os.makedirs(run)
+    intact = str(run / "network-snapshot-000001.000.pkl")
+    shutil.copy(snapshot, intact)
+    _save_tiny(str(run / "network-snapshot-000002.000.pkl"), nan_in="synthesis/8x8/ToRGB/bias")
+    flipped = bytearray(open(snapshot, "rb").read())
+    flipped[len(flipped) // 2] ^= 0xFF  # inside an array: the zip's CRC check fails
+    open(run / "network-snapshot-000003.000.pkl", "wb").write(bytes(flipped))
+    _truncated_copy(snapshot, str(run / "network-final.pkl"))
+    assert _gen("--model", str(run / "network-final.pkl"), "--output-dir", str(tmp_path / "out")) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert "truncated" in line and line.endswith(f"is {intact}"), line
+
+
+def test_truncated_snapshot_to_run_network_vis_and_eval(snapshot, tmp_path):
+    run = tmp_path / "results" / "exp-000"
+    os.makedirs(run)
+    intact = str(run / "network-snapshot-000001.000.pkl")
+    shutil.copy(snapshot, intact)
+    bad = _truncated_copy(snapshot, str(run / "network-snapshot-000002.000.pkl"))
+    res = subprocess.run([sys.executable, os.path.join(ROOT, "run_network.py"), "--vis", "--vis-images",
+                          "--result-dir", str(tmp_path / "results")], cwd=str(tmp_path), capture_output=True,
+                         text=True, timeout=900, env=dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3"))
+    line = _one_line(res.stderr, prog="")
+    assert res.returncode == 2 and bad in line and "truncated" in line and line.endswith(f"is {intact}"), line
+    from run_network import main
+    with pytest.raises(UserError, match="truncated") as info:
+        main(["--eval", "--metrics", "fid", "--result-dir", str(tmp_path / "results"), "--pretrained-pkl", bad])
+    assert str(info.value).endswith(f"is {intact}")
+    assert not os.path.exists(run / "vis")
+
+
+# --------------------------------------------------------------------------------------- 11. NaN and inf
+def test_nan_weights_are_refused(tmp_path, capsys):
+    path = str(tmp_path / "nan.pkl")
+    _save_tiny(path, nan_in="synthesis/8x8/ToRGB/bias")
+    assert _gen("--model", path, "--output-dir", str(tmp_path / "out"), "--images-num", "2") == 2
+    line = _one_line(capsys.readouterr().err)
+    assert "NaN or infinite" in line and "ToRGB/bias" in line, line
+    assert not os.path.exists(tmp_path / "out")
+
+
 # ------------------------------------------------------------------------- 14. glob characters in names
 @pytest.mark.parametrize("expname,decoys", [("e[x]", ["ex-000", "e[x]-000-old", "xe[x]-004", "e[x]-7b"]),
                                             ("e*", ["eab-003", "e-001"]), ("e?", ["ex-002"])])

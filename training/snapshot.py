@@ -12,6 +12,7 @@ loaded by catalog name get their dataset's catalog constants.
 from __future__ import annotations
 
 import dataclasses
+import os
 import warnings
 from typing import Any, Optional
 
@@ -23,6 +24,7 @@ from dnnlib.tflib.catalog import resolve_network_path
 from dnnlib.tflib.snapshot import is_snapshot, read_snapshot, write_snapshot
 from dnnlib.util import UserError
 from training import config as config_lib
+from training.checkpoint import list_snapshots
 from training.data.catalog import dataset_constants
 from training.legacy_convert import convert_variables, discriminator_config, generator_config
 from training.networks.discriminator import Discriminator
@@ -46,13 +48,16 @@ def assign_variables(module: NamedModule, arrays: dict[str, np.ndarray], where: 
     """Copies `arrays` (full name -> value) into the module's variables, checking names and shapes.
 
     Raises:
-        UserError: A variable of the module is missing from `arrays`, or a shape differs.
+        UserError: A variable of the module is missing from `arrays`, a shape differs, or a value is NaN or inf.
     """
     targets = module.variable_dict()
     missing = [n for n in targets if n not in arrays]
     if missing:
-        shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
-        raise UserError(f"{where}: {len(missing)} variable(s) missing from the file: {shown}")
+        raise UserError(f"{where}: {len(missing)} variable(s) missing from the file: {_shown(missing)}")
+    non_finite = [n for n in targets if not _finite(arrays[n])]
+    if non_finite:
+        raise UserError(f"{where}: {len(non_finite)} variable(s) hold NaN or infinite values ({_shown(non_finite)}); "
+                        "the network diverged or the file is corrupt: use an earlier snapshot")
     for name, var in targets.items():
         value = np.asarray(arrays[name])
         if tuple(value.shape) != tuple(var.shape):
@@ -64,6 +69,18 @@ def assign_variables(module: NamedModule, arrays: dict[str, np.ndarray], where: 
         raise UserError(f"{where}: the file has {len(unused)} variable(s) the network does not: {unused[:5]}")
     if unused:
         warnings.warn(f"{where}: ignoring {len(unused)} unused variable(s) of the file: {unused[:5]}", stacklevel=2)
+
+
+_ZIP_TAIL_BYTES = 22 + 65535  # the end-of-central-directory record and the longest zip comment
+
+
+def _shown(names: list[str]) -> str:
+    return ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")
+
+
+def _finite(value: Any) -> bool:
+    arr = np.asarray(value)
+    return arr.dtype.kind not in "fc" or bool(np.isfinite(arr).all())
 
 
 def variable_arrays(module: NamedModule) -> dict[str, np.ndarray]:
@@ -97,12 +114,77 @@ def _build(entry: tuple[dict[str, Any], dict[str, np.ndarray]], where: str) -> G
 
 
 def _load_snapshot(path: str) -> Networks:
-    nets, metadata = read_snapshot(path)
-    for name in ("G", "D", "Gs"):
-        if name not in nets:
-            raise UserError(f"{path}: snapshot has no network {name!r}")
-    built = {name: _build(nets[name], f"{path} [{name}]") for name in ("G", "D", "Gs")}
+    """Our snapshot (or a damaged zip that may have been one); errors name the newest intact snapshot beside it."""
+    try:
+        nets, metadata = _read_snapshot(path)
+        for name in ("G", "D", "Gs"):
+            if name not in nets:
+                raise UserError(f"{path}: snapshot has no network {name!r}")
+        built = {name: _build(nets[name], f"{path} [{name}]") for name in ("G", "D", "Gs")}
+    except UserError as exc:
+        raise UserError(f"{exc}{_intact_hint(path)}") from None
     return Networks(built["G"], built["D"], built["Gs"], metadata, path)
+
+
+def _read_snapshot(path: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`read_snapshot`, saying "truncated" when the zip directory at the file's end is missing."""
+    try:
+        return read_snapshot(path)
+    except UserError:
+        size = _truncated_zip_size(path)
+        if size is not None:
+            raise UserError(f"{path}: the snapshot is truncated ({size:,} bytes, the zip directory at its end is "
+                            f"missing: an interrupted copy, download or write)") from None
+        raise
+
+
+def _truncated_zip_size(path: str) -> Optional[int]:
+    """The size of a zip file whose end-of-central-directory record is missing (zip64 files have one too), else
+    None."""
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            f.seek(max(0, size - _ZIP_TAIL_BYTES))
+            tail = f.read()
+    except OSError:
+        return None
+    return size if b"PK\x05\x06" not in tail else None
+
+
+def _starts_like_zip(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"PK\x03\x04"
+    except OSError:
+        return False
+
+
+def snapshot_problem(path: str) -> Optional[str]:
+    """Why `path` is not an intact snapshot (unreadable, truncated, corrupt, NaN/inf weights), or None if it is."""
+    try:
+        nets, _ = _read_snapshot(path)
+    except UserError as exc:
+        return str(exc)
+    for net, (_, arrays) in nets.items():
+        bad = [name for name, arr in arrays.items() if not _finite(arr)]
+        if bad:
+            return f"{path}: network {net}: {len(bad)} variable(s) hold NaN or infinite values"
+    return None
+
+
+def _intact_hint(path: str, max_checked: int = 20) -> str:
+    """`"; the newest intact snapshot in <dir> is <file>"` for a file in a run dir (`network-final.pkl` first, then
+    snapshots by kimg, newest first; at most `max_checked` are read), or "" when the folder has no other snapshots."""
+    folder = os.path.dirname(path) or "."
+    final = os.path.join(folder, "network-final.pkl")
+    others = ([final] if os.path.isfile(final) else []) + list_snapshots(folder)[::-1]
+    others = [p for p in others if not os.path.samefile(p, path)][:max_checked]
+    if not others:
+        return ""
+    intact = next((p for p in others if snapshot_problem(p) is None), None)
+    if intact is None:
+        return f"; none of the {len(others)} newest other snapshot(s) in {folder} is intact either"
+    return f"; the newest intact snapshot in {folder} is {intact}"
 
 
 def _load_legacy(path: str) -> Networks:
@@ -127,7 +209,7 @@ def load_networks(path_or_name: str, cache_dir: Optional[str] = None) -> Network
         UserError: Missing, corrupt or unrecognized file; refused pickle; config/weight mismatch.
     """
     path = resolve_network_path(path_or_name, cache_dir)
-    if is_snapshot(path):
+    if is_snapshot(path) or _starts_like_zip(path):  # a damaged snapshot is a zip that is_snapshot cannot read
         return _load_snapshot(path)
     if legacy.is_legacy_pickle(path):
         nets = _load_legacy(path)
