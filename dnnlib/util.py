@@ -146,12 +146,24 @@ class Logger:
     def _write_file(self, text: str) -> None:
         with self._lock:
             if self.file is not None:
-                self.file.write(text)
+                try:
+                    self.file.write(text)
+                except OSError:  # e.g. disk full: keep printing to the console, which is where errors are shown
+                    self._drop_file()
 
     def _flush_file(self) -> None:
         with self._lock:
             if self.file is not None:
-                self.file.flush()
+                try:
+                    self.file.flush()
+                except OSError:
+                    self._drop_file()
+
+    def _drop_file(self) -> None:
+        """Stops writing the log file after a failed write (its unwritten buffer is lost); the lock is held."""
+        file, self.file = self.file, None
+        with contextlib.suppress(OSError):
+            file.close()
 
     def flush(self) -> None:
         """Flushes both original streams and the log file."""

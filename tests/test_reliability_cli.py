@@ -116,6 +116,97 @@ def test_truncated_snapshot_to_run_network_vis_and_eval(snapshot, tmp_path):
     assert not os.path.exists(run / "vis")
 
 
+# ------------------------------------------------------------------------------------------- 7. disk full
+TF_ENOSPC = "{{function_node __wrapped__SaveV2}} %s/part-00000-of-00001.data-00000-of-00001.tempstate1; No space " \
+            "left on device [Op:SaveV2]"  # what TF 2.21 raised when a checkpoint filled a real tmpfs
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """(data dir, run dir) of a finished one-tick tiny StyleGAN2 run: ckpt-1, network-snapshot-000000.004.pkl."""
+    from tests.test_reliability import _trainer
+    data = str(tmp_path_factory.mktemp("data"))
+    make_shapes(data, count=16, resolution=16)
+    run = str(tmp_path_factory.mktemp("trained") / "run")
+    _trainer(run, data, total_kimg=0.004).run()
+    return data, run
+
+
+def _files(run):
+    return {os.path.relpath(p, run): open(p, "rb").read() for p in glob.glob(os.path.join(run, "**"), recursive=True)
+            if os.path.isfile(p) and not p.endswith(("log.txt", "stats.jsonl"))}
+
+
+def test_disk_full_at_a_checkpoint_is_one_line_and_keeps_the_earlier_one(trained, tmp_path, monkeypatch):
+    from tests.test_reliability import _trainer
+    from training.checkpoint import checksum_problem
+    data, base = trained
+    run = str(tmp_path / "run")
+    shutil.copytree(base, run)
+    before = {k: v for k, v in _files(run).items() if k.startswith("checkpoints/ckpt-1")}
+
+    def full_disk(self, checkpoint_number=None, **kwargs):
+        temp = os.path.join(self.directory, f"ckpt-{checkpoint_number}_temp")
+        os.makedirs(temp)
+        open(os.path.join(temp, "part-00000-of-00001.data-00000-of-00001.tempstate1"), "wb").write(b"\0" * 999)
+        raise tf.errors.ResourceExhaustedError(None, None, TF_ENOSPC % temp)
+    monkeypatch.setattr(tf.train.CheckpointManager, "save", full_disk)
+    with pytest.raises(UserError) as info:
+        _trainer(run, data, total_kimg=0.008).run()
+    message = str(info.value)
+    assert "\n" not in message and message.startswith("disk full: could not write checkpoint ckpt-2"), message
+    assert re.search(r"\(needs about [\d.]+ [kM]B, ", message) and "intact" in message, message
+    assert not glob.glob(os.path.join(run, "checkpoints", "ckpt-2*"))  # the partial files are removed
+    assert {k: v for k, v in _files(run).items() if k.startswith("checkpoints/ckpt-1")} == before
+    assert checksum_problem(os.path.join(run, "checkpoints", "ckpt-1")) is None
+    monkeypatch.undo()
+    assert "ckpt-1" in _trainer(run, data, total_kimg=0.008).restore_or_init()
+
+
+def test_disk_full_at_a_snapshot_is_one_line_and_keeps_the_older_files(trained, tmp_path, monkeypatch):
+    from tests.test_reliability import _trainer
+    data, base = trained
+    run = str(tmp_path / "run")
+    shutil.copytree(base, run)
+    before = {k: v for k, v in _files(run).items() if k.startswith("network-")}
+    real_open = open
+
+    def open_on_a_full_disk(file, mode="r", *args, **kwargs):  # snapshot files accept 1000 bytes, then ENOSPC
+        f = real_open(file, mode, *args, **kwargs)
+        if "network-snapshot-000000.008" not in str(file) or not set(mode) & set("wxa"):
+            return f
+        write, written = f.write, []
+
+        def limited(data):
+            written.append(len(data))
+            if sum(written) > 1000:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return write(data)
+        f.write = limited
+        return f
+    monkeypatch.setattr("builtins.open", open_on_a_full_disk)
+    with pytest.raises(UserError) as info:
+        _trainer(run, data, total_kimg=0.008).run()
+    message = str(info.value)
+    assert "\n" not in message and message.startswith(
+        "disk full: could not write snapshot network-snapshot-000000.008.pkl"), message
+    assert "needs about" in message and "intact" in message, message
+    assert not [n for n in os.listdir(run) if "000000.008" in n]  # no partial or temporary snapshot
+    assert {k: v for k, v in _files(run).items() if k.startswith("network-")} == before  # older snapshots intact
+
+
+def test_log_file_on_a_full_disk_does_not_break_printing(tmp_path, capsys):
+    from dnnlib.util import Logger
+    with Logger(str(tmp_path / "log.txt")) as logger:
+        print("before")
+
+        def full(text):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        logger.file.write = full
+        print("after")  # the log file is dropped; the console still gets everything
+    assert capsys.readouterr().out == "before\nafter\n"
+
+
 # --------------------------------------------------------------------------------------- 11. NaN and inf
 def test_nan_weights_are_refused(tmp_path, capsys):
     path = str(tmp_path / "nan.pkl")

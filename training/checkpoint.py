@@ -21,6 +21,7 @@ from typing import Optional
 
 import tensorflow as tf
 
+from dnnlib.disk import disk_full_as_user_error
 from dnnlib.util import UserError, write_atomic
 
 RECORD_SUFFIX = ".sha256.json"
@@ -168,7 +169,12 @@ class TrainCheckpoint:
         self.directory = os.path.join(run_dir, "checkpoints")
         self.max_to_keep = max(1, max_to_keep)
         self.ckpt = tf.train.Checkpoint(**{k: _by_name(v) for k, v in trackables.items()})
+        self._variables = [var for obj in trackables.values() for var in obj.variables]
         self._manager: Optional[tf.train.CheckpointManager] = None
+
+    def state_bytes(self) -> int:
+        """Bytes of the variables a checkpoint holds: about what one save writes."""
+        return sum(var.shape.num_elements() * var.dtype.size for var in self._variables)
 
     @property
     def manager(self) -> tf.train.CheckpointManager:
@@ -187,12 +193,22 @@ class TrainCheckpoint:
         return self._manager
 
     def save(self, step: int) -> str:
-        """Writes checkpoint `ckpt-<step>` (step = the minibatch counter), then its checksum record."""
+        """Writes checkpoint `ckpt-<step>` (step = the minibatch counter), then its checksum record.
+
+        Raises:
+            UserError: The disk is full: the partial files are removed, the earlier checkpoints are intact.
+        """
         prefix = os.path.join(self.directory, f"ckpt-{step}")
         if os.path.exists(prefix + RECORD_SUFFIX):  # a record of an older ckpt-<step> must not outlive it
             os.remove(prefix + RECORD_SUFFIX)
-        path = self.manager.save(checkpoint_number=step)
-        write_checksums(path)
+        try:
+            with disk_full_as_user_error(f"checkpoint ckpt-{step}", self.directory, self.state_bytes,
+                                         "the earlier checkpoints are intact: free space and rerun to resume"):
+                path = self.manager.save(checkpoint_number=step)
+                write_checksums(path)
+        except UserError:
+            shutil.rmtree(prefix + "_temp", ignore_errors=True)  # TF's partial files: give the space back
+            raise
         _remove_orphan_records(self.directory)
         return path
 

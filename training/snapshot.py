@@ -18,6 +18,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from dnnlib.disk import disk_full_as_user_error
 from dnnlib.tflib import legacy
 from dnnlib.tflib.catalog import CATALOG as MODEL_CATALOG
 from dnnlib.tflib.catalog import resolve_network_path
@@ -95,9 +96,16 @@ def _network_config(net: Generator | Discriminator) -> dict[str, Any]:
 
 def save_networks(path: str, G: Generator, D: Discriminator, Gs: Generator,
                   metadata: Optional[dict[str, Any]] = None) -> None:
-    """Writes a portable data-only snapshot (atomically) holding the configs and weights of G, D and Gs."""
+    """Writes a portable data-only snapshot (atomically) holding the configs and weights of G, D and Gs.
+
+    Raises:
+        UserError: The disk is full (the file is not written; an older file of that name stays as it was).
+    """
     nets = {name: (_network_config(net), variable_arrays(net)) for name, net in (("G", G), ("D", D), ("Gs", Gs))}
-    write_snapshot(path, nets, dict(metadata or {}))
+    needed = sum(arr.nbytes + 512 for _, arrays in nets.values() for arr in arrays.values())  # + headers, index
+    with disk_full_as_user_error(f"snapshot {os.path.basename(path)}", os.path.dirname(path) or ".", needed,
+                                 "existing files are intact"):
+        write_snapshot(path, nets, dict(metadata or {}))
 
 
 def _build(entry: tuple[dict[str, Any], dict[str, np.ndarray]], where: str) -> Generator | Discriminator:

@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
+from dnnlib.disk import disk_full_as_user_error, format_bytes
 from dnnlib.util import write_atomic
 from training import snapshot
 from training.checkpoint import Progress, TrainCheckpoint, clean_leftovers, list_snapshots, snapshot_label
@@ -110,7 +111,18 @@ class Trainer:
 
     # -------------------------------------------------------------------------------------------- the loop
     def run(self) -> None:
-        """Trains until `total_kimg` (or `max_ticks` ticks, or SIGTERM)."""
+        """Trains until `total_kimg` (or `max_ticks` ticks, or SIGTERM).
+
+        Raises:
+            UserError: The disk is full (checkpoints and snapshots say so themselves; this covers the other outputs).
+        """
+        state = self.ckpt.state_bytes()
+        with disk_full_as_user_error("the run's outputs", self.opts.run_dir, None,
+                                     f"the checkpoints are intact; the next checkpoint and snapshot need about "
+                                     f"{format_bytes(state + state // 2)}: free space and rerun to resume"):
+            self._run()
+
+    def _run(self) -> None:
         opts = self.opts
         self._resume()
         total_nimg = int(opts.total_kimg * 1000)

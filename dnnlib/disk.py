@@ -1,0 +1,89 @@
+"""Disk-full errors as one line: what could not be written, about how much space it needs, how much is free.
+
+Writers wrap their work in `disk_full_as_user_error(what, folder, needed)`: a full disk or an exceeded quota
+(`ENOSPC`/`EDQUOT` from Python, or TensorFlow's `ResourceExhaustedError` whose message carries the same text)
+becomes a `UserError`; every other error passes through unchanged. The writers themselves keep existing files
+intact (temporary names, then a rename), so the message can say so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+from typing import Callable, Iterator, Optional, Union
+
+from dnnlib.util import UserError
+
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+_DISK_FULL_TEXT = ("No space left on device", "Disk quota exceeded")
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True for a full disk or an exceeded quota: an `OSError` with `ENOSPC`/`EDQUOT`, or a TensorFlow error
+    (which carries only the errno's text, e.g. `ResourceExhaustedError: ...; No space left on device`)."""
+    if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
+        return True
+    return type(exc).__module__.startswith("tensorflow") and any(t in str(exc) for t in _DISK_FULL_TEXT)
+
+
+def format_bytes(count: Optional[float]) -> str:
+    """`"0 B"`, `"812 B"`, `"14.2 kB"`, `"3.1 MB"`, `"1.27 GB"` (powers of 1000); `"?"` for None."""
+    if count is None:
+        return "?"
+    value = float(max(count, 0))
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{int(value)} {unit}" if unit == "B" else f"{value:.3g} {unit}"
+        value /= 1000
+    return f"{value:.3g} TB"  # pragma: no cover - unreachable
+
+
+def free_bytes(path: str) -> Optional[int]:
+    """Free bytes (for unprivileged users) on the filesystem of `path` or of its nearest existing parent."""
+    folder = os.path.abspath(path)
+    while not os.path.exists(folder) and os.path.dirname(folder) != folder:
+        folder = os.path.dirname(folder)
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
+def disk_full_error(what: str, folder: str, needed: Optional[int], note: str = "") -> UserError:
+    """The one-line error: `disk full: could not write <what> to <folder> (needs about N MB, M MB free there)`.
+
+    Args:
+        what: What was being written, e.g. `"checkpoint ckpt-12"`.
+        folder: Where it was being written.
+        needed: Estimated bytes it needs (from the bytes being written), or None when unknown.
+        note: Appended after a semicolon, e.g. what is still intact and how to continue.
+    """
+    need = f"needs about {format_bytes(needed)}" if needed else "needs more space"
+    message = (f"disk full: could not write {what} to {folder} ({need}, {format_bytes(free_bytes(folder))} free "
+               f"there)")
+    return UserError(message + (f"; {note}" if note else ""))
+
+
+@contextlib.contextmanager
+def disk_full_as_user_error(what: str, folder: str, needed: Union[None, int, Callable[[], Optional[int]]] = None,
+                            note: str = "") -> Iterator[None]:
+    """Turns a disk-full error raised inside the block into `disk_full_error(...)`; other errors pass unchanged.
+
+    Args:
+        what: What the block writes (see `disk_full_error`).
+        folder: Where it writes.
+        needed: Estimated bytes, or a function computing them (called only when the disk is full).
+        note: See `disk_full_error`.
+    """
+    try:
+        yield
+    except UserError:
+        raise
+    except Exception as exc:  # OSError, or TensorFlow's OpError subclasses
+        if not is_disk_full(exc):
+            raise
+        filename = getattr(exc, "filename", None)  # set when open() itself failed
+        what = f"{what} ({os.path.basename(str(filename))})" if filename else what
+        raise disk_full_error(what, folder, needed() if callable(needed) else needed, note) from None
