@@ -26,16 +26,25 @@ VIS_FLAGS = {"vis_images": "images", "vis_latents": "latents", "vis_maps": "maps
              "vis_interpolations": "interpolations", "vis_noise_var": "noise_var", "vis_style_mix": "style_mix"}
 
 
+MAX_IMAGES = 100_000  # per call (the latents of all samples are drawn up front)
+MAX_SEED = 2 ** 32 - 1  # the largest seed of np.random.RandomState
+
+
 def parse_seeds(text: str) -> list[int]:
-    """`"0-31,40"` -> [0, 1, ..., 31, 40]. Raises UserError on malformed input."""
+    """`"0-31,40"` -> [0, 1, ..., 31, 40]. Raises UserError on malformed input, a seed above `MAX_SEED` or more than
+    `MAX_IMAGES` seeds."""
     seeds: list[int] = []
     for part in text.split(","):
         part = part.strip()
         m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
-        if not m or (m.group(2) is not None and int(m.group(2)) < int(m.group(1))):
+        ends = (m.group(1), m.group(2) or m.group(1)) if m else ()
+        if any(len(e) > len(str(MAX_SEED)) or int(e) > MAX_SEED for e in ends):
+            raise UserError(f"--seeds: {part[:40]!r} is out of range; seeds are 0..{MAX_SEED} (NumPy's RandomState)")
+        if not m or int(ends[1]) < int(ends[0]):
             raise UserError(f"--seeds: cannot parse {part!r} in {text!r}; use e.g. 0-31,40 (ranges inclusive)")
-        lo = int(m.group(1))
-        hi = int(m.group(2)) if m.group(2) is not None else lo
+        lo, hi = int(ends[0]), int(ends[1])
+        if len(seeds) + hi - lo + 1 > MAX_IMAGES:
+            raise UserError(f"--seeds {text}: more than {MAX_IMAGES:,} images; generate them in several calls")
         seeds.extend(range(lo, hi + 1))
     return seeds
 
@@ -94,60 +103,90 @@ def quiet_native_stderr() -> Iterator[None]:
         os.close(devnull)
 
 
-def _check_args(args: argparse.Namespace) -> None:
-    for name, ok in (("--batch-size", args.batch_size >= 1), ("--ratio", args.ratio is None or args.ratio > 0),
-                     ("--images-num", args.images_num is None or args.images_num >= 0)):
-        if not ok:
-            raise UserError(f"{name}: must be positive; got {getattr(args, name[2:].replace('-', '_'))}")
+def _check_args(args: argparse.Namespace):
+    """Validates every flag before any work starts (one-line UserError); returns the `--latents` z, or None."""
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size {args.batch_size}: must be >= 1")
+    if args.images_num is not None and not 1 <= args.images_num <= MAX_IMAGES:
+        raise UserError(f"--images-num {args.images_num}: must be in 1..{MAX_IMAGES:,}")
     if args.seeds is not None:
         parse_seeds(args.seeds)
+    if os.path.exists(args.output_dir) and not os.path.isdir(args.output_dir):
+        raise UserError(f"--output-dir {args.output_dir}: exists and is not a folder")
+    from training.visualize import VisOptions  # imports TensorFlow: call with its start-up lines silenced
+
+    VisOptions.validate(_vis_options(args, VisOptions, ratio=1.0 if args.ratio is None else args.ratio))
+    if not args.latents:
+        return None
+    from training.vis.latents_file import read_latents
+
+    return read_latents(args.latents, MAX_IMAGES)
 
 
-def _latents(args: argparse.Namespace, latent_shape: tuple[int, int]):
-    """Returns `(z [N, K, d], ids)` from --latents, --seeds or --images-num."""
-    import numpy as np
+def _vis_options(args: argparse.Namespace, cls, ratio: float):
+    return cls(args.vis_rich_num, args.vis_section_size, args.blending_alpha, args.interpolation_density, ratio,
+               args.batch_size, args.truncation_psi, args.vis_grid, args.noise_mode, args.class_idx, None, 100,
+               not args.no_progress, args.compile)
 
+
+def _latents(args: argparse.Namespace, latent_shape: tuple[int, int], loaded):
+    """Returns `(z [N, K, d], ids)` from the --latents z `loaded` (checked by `_check_args`), --seeds or
+    --images-num."""
     from training.visualize import seed_latents
 
-    if args.latents:
-        try:
-            z = np.load(args.latents, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise UserError(f"--latents {args.latents}: cannot read a .npy array ({exc}); save z with np.save") \
-                from None
-        z = z[None] if z.ndim == 2 else z
-        if z.ndim != 3 or tuple(z.shape[1:]) != tuple(latent_shape):
-            raise UserError(f"--latents {args.latents}: shape {list(z.shape)} does not fit the model; expected "
+    if loaded is not None:
+        if tuple(loaded.shape[1:]) != tuple(latent_shape):
+            raise UserError(f"--latents {args.latents}: shape {list(loaded.shape)} does not fit the model; expected "
                             f"[N, {latent_shape[0]}, {latent_shape[1]}]")
-        return z.astype(np.float32), list(range(len(z)))
+        return loaded, list(range(len(loaded)))
     ids = parse_seeds(args.seeds) if args.seeds else list(range(32 if args.images_num is None else args.images_num))
     return seed_latents(ids, latent_shape), ids
 
 
-def write_samples(Gs, args: argparse.Namespace, z, ids: list[int]) -> int:
-    """Generates and writes `sample_%06d.png` batch by batch with a progress bar. Returns the count."""
+def write_samples(Gs, args: argparse.Namespace, z, ids: list[int]) -> list[int]:
+    """Generates and writes `sample_%06d.png` batch by batch with a progress bar.
+
+    Returns:
+        The ids of the images that held NaN or infinite values (written black).
+
+    Raises:
+        UserError: The disk is full: names the file, and estimates the space the remaining images need from the
+            sizes of those written (the files written so far stay).
+    """
     from tqdm import tqdm
 
+    from dnnlib.disk import disk_full_as_user_error
     from training.vis.imageio import save_png
     from training.vis.sampler import Sampler, make_labels
 
     sampler = Sampler(Gs, args.batch_size, args.noise_mode, args.ratio, args.compile)
     labels = make_labels(Gs.label_dim, len(ids), args.class_idx, ids)
+    non_finite: list[int] = []
+    done, size = 0, 0
     with tqdm(total=len(ids), desc="generating", unit="img", disable=args.no_progress) as bar:
         for start in range(0, len(ids), args.batch_size):
             sl = slice(start, start + args.batch_size)
-            images = sampler.generate(z[sl], labels[sl], args.truncation_psi, seed=ids[start])["images"]
-            for img, i in zip(images, ids[sl]):
-                save_png(os.path.join(args.output_dir, f"sample_{i:06d}.png"), img)
-            bar.update(len(images))
-    return len(ids)
+            res = sampler.generate(z[sl], labels[sl], args.truncation_psi, seed=ids[start])
+            non_finite += [i for i, bad in zip(ids[sl], res["nonfinite"]) if bad]
+            for img, i in zip(res["images"], ids[sl]):
+                path = os.path.join(args.output_dir, f"sample_{i:06d}.png")
+                per_image = size / done if done else img.nbytes  # the PNGs written so far, else the raw pixels
+                with disk_full_as_user_error(os.path.basename(path), args.output_dir,
+                                             int(per_image * (len(ids) - done)),
+                                             f"{done} of {len(ids)} images were written"):
+                    save_png(path, img)
+                done, size = done + 1, size + os.path.getsize(path)
+            bar.update(len(res["images"]))
+    return non_finite
 
 
-def run(args: argparse.Namespace) -> None:
-    """Everything after argument parsing (may raise UserError)."""
-    _check_args(args)
+def run(args: argparse.Namespace) -> int:
+    """Everything after argument parsing (may raise UserError); returns the exit status: 0, or 1 when images held
+    NaN or infinite values."""
     if args.gpus is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = args.gpus
+    with quiet_native_stderr():
+        loaded = _check_args(args)
     from dnnlib.tflib.catalog import resolve_network_path
 
     resolve_network_path(args.model)  # missing files / unknown names fail here, before TF starts
@@ -169,24 +208,43 @@ def run(args: argparse.Namespace) -> None:
     print(f"Loaded {args.model}: {Gs.resolution}x{Gs.resolution}, z [{K}, {d}], "
           f"{Gs.num_attention_layers} attention layers, {Gs.label_dim} classes")
     if args.export:
-        from training.export import export_saved_model
-
-        export_saved_model(Gs, args.export)
-        print(f"Exported a SavedModel to {args.export}")
+        _export(Gs, args.export)
         if args.images_num is None and args.seeds is None and args.latents is None and not _vis_kinds(args):
-            return
-    z, ids = _latents(args, (K, d))
-    os.makedirs(args.output_dir, exist_ok=True)
-    count = write_samples(Gs, args, z, ids)
+            return 0
+    z, ids = _latents(args, (K, d), loaded)
+    try:
+        os.makedirs(args.output_dir, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"--output-dir {args.output_dir}: cannot create the folder ({exc.strerror})") from None
+    non_finite = write_samples(Gs, args, z, ids)
+    count = len(ids)
     kinds = _vis_kinds(args)
-    opts = VisOptions(args.vis_rich_num, args.vis_section_size, args.blending_alpha, args.interpolation_density,
-                      args.ratio, args.batch_size, args.truncation_psi, args.vis_grid, args.noise_mode,
-                      args.class_idx, None, 100, not args.no_progress, args.compile)
-    index = run_vis(Gs, args.output_dir, kinds, z, ids, opts)
+    from dnnlib.disk import disk_full_as_user_error
+
+    with disk_full_as_user_error("the visualizations", args.output_dir, None, f"the {count} samples were written"):
+        index = run_vis(Gs, args.output_dir, kinds, z, ids, _vis_options(args, VisOptions, args.ratio))
     first = f"sample_{ids[0]:06d}.png" if ids else "nothing"
     print(f"Wrote {count} image{'' if count == 1 else 's'} to {os.path.abspath(args.output_dir)} ({first} ...)"
           + (f" and visualizations: {', '.join(sorted(kinds))}" if kinds else ""))
     print(f"Overview: {os.path.abspath(index)}")
+    if non_finite:
+        shown = ", ".join(f"sample_{i:06d}.png" for i in non_finite[:5]) + (" ..." if len(non_finite) > 5 else "")
+        print(f"generate.py: warning: {len(non_finite)} of {count} images held NaN or infinite values and are black "
+              f"({shown}); the generator overflows (try a --truncation-psi nearer 1, or another snapshot)",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def _export(Gs, folder: str) -> None:
+    """--export: the SavedModel (a full disk is one line; the estimate is the size of the weights)."""
+    from dnnlib.disk import disk_full_as_user_error
+    from training.export import export_saved_model
+
+    weights = sum(var.shape.num_elements() * var.dtype.size for var in Gs.variables)
+    with disk_full_as_user_error("the SavedModel", folder, weights):
+        export_saved_model(Gs, folder)
+    print(f"Exported a SavedModel to {folder}")
 
 
 def _vis_kinds(args: argparse.Namespace) -> set[str]:
@@ -194,12 +252,12 @@ def _vis_kinds(args: argparse.Namespace) -> set[str]:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    """CLI entry point; returns the exit status (2 for user errors, bad flags included, printed as one line)."""
+    """CLI entry point; returns the exit status: 2 for user errors (bad flags and files, a full disk) printed as one
+    line, 1 when images held NaN or infinite values (a warning line), else 0."""
     try:
-        run(build_parser().parse_args(argv))
+        return run(build_parser().parse_args(argv))
     except UserError as exc:
         return print_user_error(exc, "generate.py")
-    return 0
 
 
 if __name__ == "__main__":

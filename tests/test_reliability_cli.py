@@ -195,6 +195,61 @@ def test_disk_full_at_a_snapshot_is_one_line_and_keeps_the_older_files(trained, 
     assert {k: v for k, v in _files(run).items() if k.startswith("network-")} == before  # older snapshots intact
 
 
+SIMULATED_FULL_DISK = """
+import errno, sys
+from training.vis import imageio
+real_save, count = imageio.save_png, [0]
+def save_png(path, image):  # 3 images fit, then the disk is full
+    count[0] += 1
+    if count[0] > 3:
+        raise OSError(errno.ENOSPC, "No space left on device")
+    return real_save(path, image)
+imageio.save_png = save_png
+import generate
+sys.exit(generate.main(sys.argv[1:]))
+"""
+
+
+def test_disk_full_in_generate_is_one_line_with_the_space_needed(snapshot, tmp_path):
+    out = str(tmp_path / "out")
+    res = _subprocess(["--model", snapshot, "--output-dir", out, "--images-num", "8", "--compile", "eager",
+                       "--no-progress"],
+                      code=SIMULATED_FULL_DISK)
+    line = _one_line(res.stderr)
+    assert res.returncode == 2, res.stderr
+    assert "disk full: could not write sample_000003.png to " + out in line and "needs about" in line, line
+    assert "3 of 8 images were written" in line, line
+    assert sorted(os.listdir(out)) == [f"sample_{i:06d}.png" for i in range(3)]
+
+
+def _tmpfs_works(folder):
+    try:
+        return subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c",
+                               'mount -t tmpfs -o size=64k tmpfs "$1"', "sh", folder], capture_output=True,
+                              timeout=60).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+def test_generate_on_a_real_full_tmpfs(snapshot, tmp_path):
+    disk = str(tmp_path / "disk")
+    os.makedirs(disk)
+    if not _tmpfs_works(disk):
+        pytest.skip("cannot mount a tmpfs in a user namespace here (the simulated ENOSPC tests still run)")
+    script = 'mount -t tmpfs -o size=64k tmpfs "$1" && cd "$1" && shift && "$@"; rc=$?; ls -a out; exit $rc'
+    res = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script, "sh", disk,
+                          sys.executable, os.path.join(ROOT, "generate.py"), "--model", snapshot, "--output-dir",
+                          os.path.join(disk, "out"), "--images-num", "60", "--compile", "eager", "--no-progress"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=900,
+                         env=dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3"))
+    line = _one_line(res.stderr)
+    assert res.returncode == 2 and line.startswith("generate.py: error: disk full: could not write sample_"), line
+    listed = res.stdout.splitlines()  # ends with `ls -a out` on the full disk
+    samples = [n for n in listed if n.startswith("sample_")]
+    assert samples and not [n for n in listed if n.startswith(".") and n not in (".", "..")], res.stdout
+    assert f"{len(samples)} of 60 images were written" in line, line  # no temporary files are left behind
+
+
 def test_log_file_on_a_full_disk_does_not_break_printing(tmp_path, capsys):
     from dnnlib.util import Logger
     with Logger(str(tmp_path / "log.txt")) as logger:
@@ -214,6 +269,97 @@ def test_nan_weights_are_refused(tmp_path, capsys):
     assert _gen("--model", path, "--output-dir", str(tmp_path / "out"), "--images-num", "2") == 2
     line = _one_line(capsys.readouterr().err)
     assert "NaN or infinite" in line and "ToRGB/bias" in line, line
+    assert not os.path.exists(tmp_path / "out")
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, 1e39])  # 1e39 fits float64, not the model's float32
+def test_non_finite_latents_are_refused(value, snapshot, tmp_path, capsys):
+    z = np.zeros((3, 3, 8))
+    z[1, 2, 3] = value
+    np.save(tmp_path / "z.npy", z)
+    assert _gen("--model", snapshot, "--latents", str(tmp_path / "z.npy"), "--output-dir", str(tmp_path / "o")) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert "1 of 3 latents hold NaN or infinite" in line and "rows 1" in line, line
+    assert not os.path.exists(tmp_path / "o")
+
+
+@pytest.mark.parametrize("psi", ["nan", "inf", "-inf"])
+def test_non_finite_truncation_psi_is_refused(psi, snapshot, tmp_path, capsys):
+    assert _gen("--model", snapshot, f"--truncation-psi={psi}", "--output-dir", str(tmp_path / "o")) == 2
+    assert "--truncation-psi" in _one_line(capsys.readouterr().err)
+    assert not os.path.exists(tmp_path / "o")
+
+
+def test_non_finite_outputs_are_counted_with_a_warning_and_exit_1(snapshot, tmp_path, capsys):
+    out = str(tmp_path / "out")  # a finite psi so large that the generator overflows
+    assert _gen("--model", snapshot, "--truncation-psi", "1e38", "--seeds", "0-2", "--output-dir", out) == 1
+    captured = capsys.readouterr()
+    assert "Wrote 3 images" in captured.out
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("generate.py: warning: 3 of 3 images held NaN or infinite"), lines
+    assert "sample_000000.png" in lines[0]
+
+
+# ------------------------------------------------------------------------------- 13. generate.py flags
+def _write_bad_latents(tmp_path, kind):
+    path = str(tmp_path / "z.npy")
+    if kind == "strings":
+        np.save(path, np.array([["a", "b"], ["c", "d"]]))
+    elif kind == "text":
+        open(path, "w").write("0.1 0.2 0.3\n0.4 0.5 0.6\n")
+    elif kind == "npz":
+        np.savez(path, z=np.zeros((1, 3, 8)))
+        os.replace(path + ".npz", path)
+    elif kind == "pickle":
+        np.save(path, np.array([None, 1], dtype=object), allow_pickle=True)
+    elif kind == "truncated":
+        np.save(path, np.zeros((4, 3, 8), np.float32))
+        os.truncate(path, os.path.getsize(path) - 8)
+    elif kind == "huge-header":  # declares 2^40 latents in 200 bytes
+        with open(path, "wb") as f:
+            np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (2 ** 40, 3, 8)})
+            f.write(b"\0" * 96)
+    elif kind == "empty":
+        np.save(path, np.zeros((0, 3, 8), np.float32))
+    return path
+
+
+@pytest.mark.parametrize("kind,needle", [
+    ("strings", "not numbers"), ("text", "not a .npy file (it is text"), ("npz", "not a .npy file (it is a zip"),
+    ("pickle", "not numbers"), ("truncated", "truncated"), ("huge-header", "at most 100,000"),
+    ("empty", "holds no latents")])
+def test_bad_latents_files_are_one_line_before_any_work(kind, needle, tmp_path, capsys):
+    path = _write_bad_latents(tmp_path, kind)
+    missing = str(tmp_path / "no-such-model.pkl")  # the file is refused before the model is even looked at
+    assert _gen("--model", missing, "--latents", path, "--output-dir", str(tmp_path / "o")) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert line.startswith(f"generate.py: error: --latents {path}: ") and needle in line, line
+    assert "allow_pickle" not in line
+
+
+@pytest.mark.parametrize("flags,needle", [
+    (["--seeds", "4294967296"], "out of range"), (["--seeds", "0-99999999999"], "out of range"),
+    (["--seeds", "0-4294967295"], "more than 100,000 images"), (["--images-num", "0"], "--images-num 0"),
+    (["--images-num", "100001"], "--images-num 100001"), (["--interpolation-density", "0"], "--interpolation-density 0"),
+    (["--vis-rich-num", "-1"], "--vis-rich-num -1"), (["--vis-section-size", "0"], "--vis-section-size 0"),
+    (["--blending-alpha", "nan"], "--blending-alpha nan"), (["--ratio", "inf"], "--ratio inf")])
+def test_bad_generate_flags_are_one_line_before_any_work(flags, needle, snapshot, tmp_path, capsys):
+    out = str(tmp_path / "out")
+    assert _gen("--model", snapshot, "--output-dir", out, "--vis-interpolations", *flags) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert needle in line and "VisOptions(" not in line, line
+    assert not os.path.exists(out)  # no samples were written before the refusal
+
+
+def test_output_dir_that_is_a_file_is_refused(snapshot, tmp_path, capsys):
+    open(tmp_path / "out", "w").close()
+    assert _gen("--model", snapshot, "--output-dir", str(tmp_path / "out"), "--images-num", "1") == 2
+    assert "--output-dir" in _one_line(capsys.readouterr().err)
+
+
+def test_bad_seeds_as_a_process(snapshot, tmp_path):
+    res = _subprocess(["--model", snapshot, "--seeds", "4294967296", "--output-dir", str(tmp_path / "out")])
+    assert res.returncode == 2 and "out of range" in _one_line(res.stderr)
     assert not os.path.exists(tmp_path / "out")
 
 

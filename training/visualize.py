@@ -23,6 +23,7 @@ Unlike the original, the generator is never modified (the original overwrote the
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from typing import Any, Iterable, Optional
 
@@ -64,18 +65,24 @@ class VisOptions:
         return "" if self.step is None else f"{self.step:06d}_"
 
     def validate(self) -> "VisOptions":
-        """Raises UserError on bad values."""
-        checks = [(self.rich_num >= 0, "--vis-rich-num must be >= 0"),
-                  (self.section_size >= 1, "--vis-section-size must be >= 1"),
-                  (0.0 <= self.blending_alpha <= 1.0, "--blending-alpha must be in [0, 1]"),
-                  (self.interpolation_density >= 2, "--interpolation-density must be >= 2 frames"),
-                  (self.ratio > 0, "--ratio must be > 0"), (self.batch_size >= 1, "--batch-size must be >= 1"),
-                  (self.noise_mode in NOISE_MODES, f"--noise-mode must be one of {', '.join(NOISE_MODES)}"),
-                  (self.noise_samples >= 2, "noise_samples must be >= 2"),
-                  (self.compile in COMPILE_MODES, f"--compile must be one of {', '.join(COMPILE_MODES)}")]
-        for ok, msg in checks:
+        """Raises UserError on bad values, naming the flag and the value (one line)."""
+        checks = [(self.rich_num >= 0, "--vis-rich-num", "must be >= 0", self.rich_num),
+                  (self.section_size >= 1, "--vis-section-size", "must be >= 1", self.section_size),
+                  (0.0 <= self.blending_alpha <= 1.0, "--blending-alpha", "must be in [0, 1]", self.blending_alpha),
+                  (self.interpolation_density >= 2, "--interpolation-density", "must be >= 2 frames",
+                   self.interpolation_density),
+                  (0 < self.ratio < math.inf, "--ratio", "must be a finite number > 0", self.ratio),
+                  (self.batch_size >= 1, "--batch-size", "must be >= 1", self.batch_size),
+                  (math.isfinite(self.truncation_psi), "--truncation-psi", "must be a finite number",
+                   self.truncation_psi),
+                  (self.noise_mode in NOISE_MODES, "--noise-mode", f"must be one of {', '.join(NOISE_MODES)}",
+                   self.noise_mode),
+                  (self.noise_samples >= 2, "noise_samples", "must be >= 2", self.noise_samples),
+                  (self.compile in COMPILE_MODES, "--compile", f"must be one of {', '.join(COMPILE_MODES)}",
+                   self.compile)]
+        for ok, flag, rule, value in checks:
             if not ok:
-                raise UserError(f"{msg}; got {self}")
+                raise UserError(f"{flag} {value}: {rule}")
         return self
 
 

@@ -76,7 +76,8 @@ class Sampler:
 
     def _outputs(self, images: tf.Tensor, maps: Optional[tf.Tensor], ws: Optional[tf.Tensor],
                  which_maps: Optional[str]) -> dict[str, tf.Tensor]:
-        out = {"images": quantize(images)}
+        out = {"images": quantize(images),  # NaN/inf pixels quantize to 0: flag them, so callers can count them
+               "nonfinite": tf.logical_not(tf.reduce_all(tf.math.is_finite(images), axis=[1, 2, 3]))}
         if which_maps is not None:
             out["maps"] = maps[:, :, -1] if which_maps == "last" else maps
         if ws is not None:
@@ -162,7 +163,8 @@ class Sampler:
     def generate(self, z: np.ndarray, labels: Optional[np.ndarray] = None, psi: float = 1.0,
                  maps: Optional[str] = None, ws: bool = False, seed: int = 0,
                  progress: Optional[Callable[[int], None]] = None) -> dict[str, np.ndarray]:
-        """z `[N, K, d]` -> {"images": uint8 `[N, h, w, 3]`, "maps": ..., "ws": float32 `[N, K, S, d]`}.
+        """z `[N, K, d]` -> {"images": uint8 `[N, h, w, 3]`, "nonfinite": bool `[N]` (the image held NaN/inf
+        values, written as 0), "maps": ..., "ws": float32 `[N, K, S, d]`}.
 
         Args:
             z: Latents.
