@@ -19,22 +19,14 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from dnnlib.util import UserError, print_user_error  # noqa: E402
+from dnnlib.util import OneLineArgumentParser, UserError, print_user_error  # noqa: E402
 from training.data import catalog, convert, sources  # noqa: E402
 from training.data.writer import check_target  # noqa: E402
 
 
-class _OneLineParser(argparse.ArgumentParser):
-    """argparse that reports flag errors as one line (no usage dump) and exits with status 2."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        print(f"{self.prog}: error: {message}; see --help", file=sys.stderr)
-        sys.exit(2)
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The command-line flags (the original's names, plus --shapes, --overwrite and a few more)."""
-    p = _OneLineParser(prog="prepare_data.py", description=__doc__.split("\n\n")[0],
+    p = OneLineArgumentParser(prog="prepare_data.py", description=__doc__.split("\n\n")[0],
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
     cat = p.add_argument_group("catalog datasets (spec §4.1)")
     for entry in catalog.CATALOG.values():
@@ -134,9 +126,10 @@ def run(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI entry point; returns the exit status (0 ok, 2 bad input, 130 interrupted)."""
-    args = build_parser().parse_args(argv)
+    """CLI entry point; returns the exit status (0 ok, 2 bad input (bad flags included), 130 interrupted)."""
+    args = None
     try:
+        args = build_parser().parse_args(argv)
         run(args)
     except UserError as exc:
         return print_user_error(exc)

@@ -11,14 +11,13 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import tensorflow as tf
 
-from dnnlib.util import UserError
+from dnnlib.util import UserError, write_atomic
 from metrics import fid as fid_lib
 from metrics import kid as kid_lib
 from metrics import ppl as ppl_lib
@@ -160,14 +159,11 @@ def compute_fg_ari(ctx: EvalContext, n: int) -> Results:
 
 
 def _append_jsonl(path: str, record: Dict[str, Any]) -> None:
-    """Appends one JSON line, rewriting through a temporary file so the log is never half-written."""
+    """Appends one JSON line, rewriting the file with `dnnlib.util.write_atomic` so it is never half-written."""
     old = open(path, encoding="utf-8").read() if os.path.isfile(path) else ""
     if old and not old.endswith("\n"):
         old += "\n"
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(old + json.dumps(record, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    write_atomic(path, old + json.dumps(record, sort_keys=True) + "\n")
 
 
 def _network_info(ctx: EvalContext, network: str) -> Dict[str, str]:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
+import io
 from typing import Optional
 
 import numpy as np
 
-from dnnlib.util import UserError
+from dnnlib.util import UserError, write_atomic
 
 
 class FeatureStats:
@@ -113,15 +112,7 @@ class FeatureStats:
 
 
 def save_npz_atomic(path: str, **arrays: np.ndarray) -> None:
-    """Writes arrays to an `.npz` via a temporary file and `os.replace` (never a half-written file)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp.npz")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """Writes arrays to an `.npz` with `dnnlib.util.write_atomic` (never a half-written file)."""
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    write_atomic(path, buf.getvalue())

@@ -178,11 +178,8 @@ def test_flag_errors_are_one_line(tmp_path, capsys, args, needle):
 
 
 def test_argparse_errors_are_one_line(capsys):
-    with pytest.raises(SystemExit) as caught:
-        run_cli(capsys, "--max-images", "abc")
-    assert caught.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "--max-images: invalid int value: 'abc'" in err[0]
+    status, _, msgs = run_cli(capsys, "--max-images", "abc")
+    assert status == 2 and len(msgs) == 1 and "--max-images: invalid int value: 'abc'" in msgs[0]
 
 
 def test_real_process_exit_status_and_single_stderr_line(tmp_path):

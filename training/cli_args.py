@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any, Optional
 
-from dnnlib.util import UserError
+from dnnlib.util import OneLineArgumentParser, UserError
 
 EXAMPLES = """\
 examples:
@@ -54,11 +54,6 @@ def _none_or(kind: type):
     return parse
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, no usage dump
-        raise UserError(f"run_network.py: {message} (see --help)")
-
-
 def _flag(group, name: str, kind: Any = str, **kw) -> None:
     if kind is bool:
         group.add_argument(name, type=str2bool, nargs="?", const=True, **kw)
@@ -68,8 +63,9 @@ def _flag(group, name: str, kind: Any = str, **kw) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The run_network.py parser."""
-    p = _Parser(description="Train, evaluate and visualize GANformer and baseline GANs (TensorFlow 2).",
-                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES)
+    p = OneLineArgumentParser(prog="run_network.py",
+                              description="Train, evaluate and visualize GANformer and baseline GANs (TensorFlow 2).",
+                              formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES)
     g = p.add_argument_group("framework")
     _flag(g, "--expname", default="exp", help="experiment name; runs go to <result-dir>/<expname>-NNN")
     _flag(g, "--train", bool, default=False, help="train")

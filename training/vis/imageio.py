@@ -1,18 +1,19 @@
 """Image conversion and atomic file writers for generated samples.
 
-All writers go through a temporary name in the target folder and `os.replace`, so an interrupted run never
-leaves a half-written file under the final name.
+All writers encode in memory and go through `dnnlib.util.write_atomic` (a temporary file in the target folder,
+fsync, rename), so an interrupted run never leaves a half-written file under the final name.
 """
 
 from __future__ import annotations
 
+import io
 import math
-import os
-import tempfile
 from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image
+
+from dnnlib.util import write_atomic
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:
@@ -46,20 +47,11 @@ def make_grid(images: np.ndarray, cols: int | None = None, pad: int = 0, fill: i
     return canvas
 
 
-def _atomic_write(path: str, write: Callable[[str], None]) -> None:
-    """Calls `write(tmp_path)` on a temporary file next to `path`, then renames it to `path`."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    base = os.path.basename(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=".tmp", dir=folder)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+def _encoded(write: Callable[[io.BytesIO], None]) -> bytes:
+    """The bytes `write(buffer)` puts in an in-memory buffer (then written with `dnnlib.util.write_atomic`)."""
+    buf = io.BytesIO()
+    write(buf)
+    return buf.getvalue()
 
 
 def _pil(image: np.ndarray) -> Image.Image:
@@ -74,27 +66,21 @@ def _pil(image: np.ndarray) -> Image.Image:
 def save_png(path: str, image: np.ndarray) -> None:
     """Writes a uint8 `[H, W, 3]`, `[H, W, 1]` or `[H, W]` image as PNG (atomically)."""
     img = _pil(image)
-    _atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))
+    write_atomic(path, _encoded(lambda buf: img.save(buf, format="PNG")))
 
 
 def save_gif(path: str, frames: Sequence[np.ndarray], duration_ms: int = 50) -> None:
     """Writes uint8 `[H, W, 3]` frames as a looping GIF (atomically)."""
     pil = [_pil(f) for f in frames]
-    _atomic_write(path, lambda tmp: pil[0].save(tmp, format="GIF", save_all=True, append_images=pil[1:],
-                                                duration=duration_ms, loop=0))
+    write_atomic(path, _encoded(lambda buf: pil[0].save(buf, format="GIF", save_all=True, append_images=pil[1:],
+                                                        duration=duration_ms, loop=0)))
 
 
 def save_npy(path: str, array: np.ndarray) -> None:
     """Writes an array as `.npy` (atomically)."""
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as f:
-            np.save(f, np.asarray(array), allow_pickle=False)
-    _atomic_write(path, write)
+    write_atomic(path, _encoded(lambda buf: np.save(buf, np.asarray(array), allow_pickle=False)))
 
 
 def save_text(path: str, text: str) -> None:
     """Writes UTF-8 text (atomically)."""
-    def write(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-    _atomic_write(path, write)
+    write_atomic(path, text)
