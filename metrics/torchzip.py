@@ -9,21 +9,32 @@ namespace whose state is a plain attribute dict.
 This reader uses a restricted `pickle.Unpickler`: the tensor-rebuild functions and storage types map to small
 numpy-building stand-ins, TorchScript module classes map to an inert record (`ScriptObject`) that only stores
 its attribute dict, and every other global is refused with a `UserError`. Nothing from the file is executed.
+
+Memory is bounded (`dnnlib.limits`): members are read up to their declared sizes within `TORCH_FILE_CAP` (4x the
+largest real `.pt`, NVIDIA's VGG16), compressed members may barely expand, the pickle's opcodes are scanned for
+memo bombs first, a tensor may not hold more elements than its storage from its offset on (stride-0 views of a
+1-element storage asking for 10^12 elements are refused), and the object tree is walked with bounded depth and
+size (self-references and shared-reference DAGs are refused).
 """
 
 from __future__ import annotations
 
 import collections
+import functools
 import io
 import os
 import pickle
 import zipfile
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Callable, Dict, Iterator, List, Tuple, Union
+from typing import Any, BinaryIO, Callable, Dict, Iterable, Iterator, List, Tuple, Union
 
 import numpy as np
 
+from dnnlib import limits
 from dnnlib.util import UserError
+
+_TREE_MAX_DEPTH = 64
+_TREE_MAX_NODES = 1_000_000
 
 _STORAGE_DTYPES: Dict[str, np.dtype] = {
     "FloatStorage": np.dtype("<f4"),
@@ -69,17 +80,29 @@ class ScriptObject:
         return f"ScriptObject({self.type_name}, {sorted(self.attrs)})"
 
 
-def _rebuild_tensor(storage: np.ndarray, offset: int, size: Tuple[int, ...], stride: Tuple[int, ...],
-                    *_unused: Any) -> np.ndarray:
-    """numpy stand-in for `torch._utils._rebuild_tensor_v2`: a copied strided view over a storage."""
-    size, stride = tuple(int(s) for s in size), tuple(int(s) for s in stride)
+def _rebuild_tensor(budget: limits.ReadBudget, storage: np.ndarray, offset: int, size: Tuple[int, ...],
+                    stride: Tuple[int, ...], *_unused: Any) -> np.ndarray:
+    """numpy stand-in for `torch._utils._rebuild_tensor_v2`: a copied strided view over a storage.
+
+    The copy may hold no more elements than the storage has from `offset` on, and is taken from `budget`.
+    """
+    where = budget.source
+    if not isinstance(storage, np.ndarray) or len(size) > 32 or len(stride) > 32:
+        raise UserError(f"{where}: a tensor is not built over a storage; the .pt file is corrupt")
+    offset, size, stride = int(offset), tuple(int(s) for s in size), tuple(int(s) for s in stride)
     if len(size) != len(stride):
-        raise UserError(f"tensor: size {size} and stride {stride} differ in rank; the .pt file is corrupt")
+        raise UserError(f"{where}: tensor size {size} and stride {stride} differ in rank; the .pt file is corrupt")
     if any(s < 0 for s in size) or any(s < 0 for s in stride) or offset < 0:
-        raise UserError("tensor: negative size/stride/offset; the .pt file is corrupt")
-    last = offset + sum((n - 1) * s for n, s in zip(size, stride)) if all(size) else offset - 1
+        raise UserError(f"{where}: tensor with negative size/stride/offset; the .pt file is corrupt")
+    numel = int(np.prod(size, dtype=object))
+    if numel > storage.size - offset:
+        raise UserError(f"{where}: a tensor of shape {list(size)} ({numel:,} elements) over {storage.size - offset:,} "
+                        f"stored elements (stride 0 repeats them); refusing the .pt file")
+    last = offset + sum((n - 1) * s for n, s in zip(size, stride)) if numel else offset - 1
     if last >= storage.size:
-        raise UserError(f"tensor: view reaches element {last} of a storage of {storage.size}; the .pt file is corrupt")
+        raise UserError(f"{where}: tensor view reaches element {last} of a storage of {storage.size}; the .pt file "
+                        f"is corrupt")
+    budget.take(numel * storage.itemsize, f"a tensor of shape {list(size)}")
     item = storage.itemsize
     base = storage[offset:]
     view = np.lib.stride_tricks.as_strided(base, shape=size, strides=[s * item for s in stride], writeable=False)
@@ -96,9 +119,8 @@ def _build_list(items: Any) -> List[Any]:
     return list(items)
 
 
+_REBUILD_FUNCTIONS = (("torch._utils", "_rebuild_tensor_v2"), ("torch._utils", "_rebuild_tensor"))
 _ALLOWED_FUNCTIONS: Dict[Tuple[str, str], Callable[..., Any]] = {
-    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
-    ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
     ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
     ("torch.jit._pickle", "build_intlist"): _build_list,
     ("torch.jit._pickle", "build_doublelist"): _build_list,
@@ -111,13 +133,17 @@ _ALLOWED_FUNCTIONS: Dict[Tuple[str, str], Callable[..., Any]] = {
 class _RestrictedUnpickler(pickle.Unpickler):
     """Unpickler that only knows tensors, storages, plain containers and inert TorchScript records."""
 
-    def __init__(self, data: bytes, load_storage: Callable[[str, np.dtype, int], np.ndarray], source: str):
+    def __init__(self, data: bytes, load_storage: Callable[[str, np.dtype, int], np.ndarray],
+                 budget: limits.ReadBudget):
         super().__init__(io.BytesIO(data))
         self._load_storage = load_storage
-        self._source = source
+        self._source = budget.source
+        self._rebuild = functools.partial(_rebuild_tensor, budget)
         self._script_classes: Dict[str, type] = {}
 
     def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _REBUILD_FUNCTIONS:
+            return self._rebuild
         if (module, name) in _ALLOWED_FUNCTIONS:
             return _ALLOWED_FUNCTIONS[(module, name)]
         if module == "torch" and name in _STORAGE_DTYPES:
@@ -134,9 +160,11 @@ class _RestrictedUnpickler(pickle.Unpickler):
         if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"):
             raise UserError(f"{self._source}: unsupported persistent id {str(pid)[:80]}; the .pt file is not a "
                             "PyTorch tensor archive")
-        storage_type, key, numel = pid[1], str(pid[2]), int(pid[4])
+        storage_type, key, numel = pid[1], str(pid[2])[:64], int(pid[4])
         if not isinstance(storage_type, _StorageType):
-            raise UserError(f"{self._source}: unsupported storage type {storage_type!r}")
+            raise UserError(f"{self._source}: unsupported storage type {str(storage_type)[:80]}")
+        if numel < 0:
+            raise UserError(f"{self._source}: storage {key} declares {numel} elements; the .pt file is corrupt")
         return self._load_storage(key, storage_type.dtype, numel)
 
 
@@ -144,6 +172,8 @@ def _open_zip(path_or_file: Union[str, os.PathLike, BinaryIO]) -> Tuple[zipfile.
     source = str(path_or_file) if isinstance(path_or_file, (str, os.PathLike)) else getattr(path_or_file, "name",
                                                                                           "<file>")
     try:
+        if isinstance(path_or_file, (str, os.PathLike)):
+            limits.check_file_size(source, limits.TORCH_FILE_CAP, "a .pt file")
         return zipfile.ZipFile(path_or_file), source
     except (zipfile.BadZipFile, OSError) as exc:
         raise UserError(f"{source}: not a readable PyTorch .pt zip archive ({exc}); pass a TorchScript/torch.save "
@@ -165,9 +195,10 @@ def load_pt(path_or_file: Union[str, os.PathLike, BinaryIO], pickle_name: str = 
         UserError: The file is not a `.pt` archive or its pickle references anything but tensors/modules.
     """
     archive, source = _open_zip(path_or_file)
+    budget = limits.ReadBudget(source, limits.TORCH_FILE_CAP, "a .pt file", "4x the largest real .pt file, VGG16")
     with archive:
-        names = archive.namelist()
-        pkl = [n for n in names if n == pickle_name or n.endswith("/" + pickle_name)]
+        names = set(archive.namelist())
+        pkl = [n for n in archive.namelist() if n == pickle_name or n.endswith("/" + pickle_name)]
         if not pkl:
             raise UserError(f"{source}: no {pickle_name} inside the archive; pass a PyTorch .pt file")
         prefix = pkl[0][: -len(pickle_name)]
@@ -178,19 +209,35 @@ def load_pt(path_or_file: Union[str, os.PathLike, BinaryIO], pickle_name: str = 
                 record = prefix + "data/" + key
                 if record not in names:
                     raise UserError(f"{source}: storage record {record} is missing; the file is corrupt")
-                raw = archive.read(record)
-                if len(raw) < numel * dtype.itemsize:
-                    raise UserError(f"{source}: storage {record} holds {len(raw)} bytes, needs "
-                                    f"{numel * dtype.itemsize}; the file is truncated")
-                cache[key] = np.frombuffer(raw, dtype=dtype, count=numel)
+                if archive.getinfo(record).file_size < numel * dtype.itemsize:
+                    raise UserError(f"{source}: storage {record} holds {archive.getinfo(record).file_size} bytes, "
+                                    f"needs {numel * dtype.itemsize}; the file is truncated")
+                cache[key] = np.frombuffer(budget.read(archive, record), dtype=dtype, count=numel)
             return cache[key]
 
+        data = budget.read(archive, pkl[0])
+        limits.check_pickle_ops(data, f"{source}: {pkl[0]}")
         try:
-            return _RestrictedUnpickler(archive.read(pkl[0]), load_storage, source).load()
+            obj = _RestrictedUnpickler(data, load_storage, budget).load()
         except UserError:
             raise
-        except (pickle.UnpicklingError, EOFError, TypeError, ValueError, AttributeError) as exc:
-            raise UserError(f"{source}: cannot read {pkl[0]} ({exc}); the file is corrupt or not a .pt") from exc
+        except (pickle.UnpicklingError, EOFError, TypeError, ValueError, AttributeError, KeyError,
+                zipfile.BadZipFile) as exc:
+            raise UserError(f"{source}: cannot read {pkl[0]} ({' '.join(str(exc).split())[:160]}); the file is "
+                            f"corrupt or not a .pt") from None
+    limits.check_tree(obj, f"{source}: {pkl[0]}", _TREE_MAX_DEPTH, _TREE_MAX_NODES, _tree_children)
+    return obj
+
+
+def _tree_children(obj: Any) -> Iterable[Any]:
+    """Containers of a loaded `.pt` object (attribute dicts of modules, dicts, lists, tuples); arrays are leaves."""
+    if isinstance(obj, ScriptObject):
+        return [obj.attrs]
+    if isinstance(obj, dict):
+        return [*obj.keys(), *obj.values()]
+    if isinstance(obj, (list, tuple)):
+        return obj
+    return ()
 
 
 def iter_tensors(obj: Any, prefix: str = "") -> Iterator[Tuple[str, np.ndarray]]:
@@ -213,5 +260,9 @@ def iter_tensors(obj: Any, prefix: str = "") -> Iterator[Tuple[str, np.ndarray]]
 
 
 def load_tensors(path_or_file: Union[str, os.PathLike, BinaryIO]) -> "collections.OrderedDict[str, np.ndarray]":
-    """Loads every tensor of a `.pt` archive as an ordered `{dotted_name: array}` dict (pickle order)."""
+    """Loads every tensor of a `.pt` archive as an ordered `{dotted_name: array}` dict (pickle order).
+
+    Raises:
+        UserError: See `load_pt`.
+    """
     return collections.OrderedDict(iter_tensors(load_pt(path_or_file)))

@@ -13,8 +13,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import reprlib
+import typing
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Mapping, NamedTuple, Optional
+
+import numpy as np
 
 from dnnlib.util import UserError
 
@@ -26,6 +32,66 @@ POS_INITS = ("uniform", "normal")
 MERGE_TYPES = ("sum", "softmax", "max", "leaves")
 RUNTIME = "runtime"  # field metadata key: True = may change when resuming a checkpoint
 COMPARED = "compared"  # field metadata key: False = a per-invocation setting, never compared across runs
+
+
+# Inclusive ranges of the numeric settings (types come from the annotations). They keep a setting read from a file
+# (e.g. 2**40 channels) from reaching the network code; the size of the whole network is bounded separately
+# (training.network_limits) since settings that are each in range can still multiply into a huge network.
+FIELD_RANGES: Mapping[str, tuple[float, float]] = MappingProxyType(dict(
+    resolution=(4, 1 << 14), num_channels=(1, 64), label_dim=(0, 1 << 16), components_num=(1, 256),
+    latent_dim=(1, 1 << 14), channel_base=(1, 1 << 22), channel_max=(1, 1 << 14), mapping_layers=(0, 64),
+    mapping_lrmul=(1e-6, 1e3), mapping_dim=(1, 1 << 14), mapping_shared_dim=(1, 1 << 14), start_res=(0, 32),
+    end_res=(0, 32), img2img=(0, 14), merge_layer=(-1, 14), truncation_psi=(-100.0, 100.0),
+    w_avg_beta=(0.0, 1.0), mbstd_group_size=(0, 1 << 10), mbstd_num_channels=(0, 1 << 10),
+    crop_ratio=(1e-3, 1.0), num_heads=(1, 1 << 10), kmeans_iters=(1, 64), pos_dim=(1, 1 << 14),
+    pos_directions_num=(1, 64),
+))
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = 40
+
+
+def _type_name(hint: Any) -> str:
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    base = args[0] if args else hint
+    name = {bool: "true/false", int: "an integer", float: "a number", str: "a string"}.get(base, base.__name__)
+    return f"{name} or null" if typing.get_args(hint) else name
+
+
+def _coerce(where: str, name: str, value: Any, hint: Any) -> Any:
+    """`value` as the annotated type (numpy scalars and ints for floats accepted), or a one-line UserError."""
+    args = typing.get_args(hint)
+    base = next((a for a in args if a is not type(None)), hint)
+    is_bool = isinstance(value, (bool, np.bool_))
+    if value is None and type(None) in args:
+        return None
+    if base is bool and (is_bool or (isinstance(value, (int, np.integer)) and value in (0, 1))):
+        return bool(value)
+    if base is int and isinstance(value, (int, np.integer)) and not is_bool:
+        return int(value)
+    if base is float and isinstance(value, (int, float, np.integer, np.floating)) and not is_bool:
+        number = float(value) if abs(value) < 1e300 else math.inf
+        if not math.isfinite(number):
+            raise UserError(f"{where}: {name} must be a finite number, got {_SHORT.repr(value)}")
+        return number
+    if (base is str and isinstance(value, str)) or (dataclasses.is_dataclass(base) and isinstance(value, base)):
+        return value
+    raise UserError(f"{where}: {name} must be {_type_name(hint)}, got {type(value).__name__} {_SHORT.repr(value)}")
+
+
+def check_fields(config: Any, where: str) -> None:
+    """Checks every field of a config dataclass against its annotated type and `FIELD_RANGES` (in place: numpy
+    scalars become Python ones, ints in float fields become floats).
+
+    Raises:
+        UserError: One line naming the setting, what it must be and what it is.
+    """
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        value = _coerce(where, f.name, getattr(config, f.name), hints[f.name])
+        limits = FIELD_RANGES.get(f.name)
+        if limits is not None and value is not None and not limits[0] <= value <= limits[1]:
+            raise UserError(f"{where}: {f.name}={value} is out of range [{limits[0]}, {limits[1]}]")
+        setattr(config, f.name, value)
 
 
 def runtime_field(default: Any) -> Any:
@@ -67,6 +133,7 @@ class AttentionConfig:
 
     def validate(self, where: str) -> None:
         """Raises `UserError` on bad values; `where` names the config (e.g. "G")."""
+        check_fields(self, where)
         _choice(where, "norm", self.norm, NORMS)
         _choice(where, "integration", self.integration, INTEGRATIONS)
         _choice(where, "pos_type", self.pos_type, POS_TYPES)
@@ -134,6 +201,7 @@ class GeneratorConfig:
 
     def validate(self) -> "GeneratorConfig":
         """Raises `UserError` on inconsistent options; returns self."""
+        check_fields(self, "G")
         _check_common("G", self.resolution, self.num_channels, self.label_dim, self.architecture)
         self.attention.validate("G")
         _choice("G", "merge_type", self.merge_type, MERGE_TYPES)
@@ -191,6 +259,7 @@ class DiscriminatorConfig:
 
     def validate(self) -> "DiscriminatorConfig":
         """Raises `UserError` on inconsistent options; returns self."""
+        check_fields(self, "D")
         _check_common("D", self.resolution, self.num_channels, self.label_dim, self.architecture)
         self.attention.validate("D")
         if self.mbstd_group_size < 0 or self.mbstd_num_channels < 0:
@@ -219,15 +288,30 @@ def to_dict(config: GeneratorConfig | DiscriminatorConfig) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
-def from_dict(cls: type, data: dict[str, Any]) -> Any:
-    """Inverse of `to_dict`; unknown keys raise `UserError` (so stale files are noticed)."""
-    data = dict(data)
-    att = AttentionConfig(**data.pop("attention", {}))
+def _check_keys(cls: type, data: Any, where: str) -> dict[str, Any]:
+    if not isinstance(data, Mapping):
+        raise UserError(f"{where}: the settings are a {type(data).__name__}, expected an object of options")
     names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
+    unknown = sorted(_SHORT.repr(k) for k in set(data) - names)
     if unknown:
-        raise UserError(f"{cls.__name__}: unknown option(s) {', '.join(unknown)}")
-    return cls(attention=att, **data)
+        shown = ", ".join(unknown[:8]) + (" ..." if len(unknown) > 8 else "")
+        raise UserError(f"{where}: unknown option(s) {shown}")
+    return dict(data)
+
+
+def from_dict(cls: type, data: Mapping[str, Any]) -> Any:
+    """Inverse of `to_dict`; unknown keys raise `UserError` (so stale files are noticed). Values are checked by the
+    config's `validate()` (types and ranges of every setting).
+
+    Raises:
+        UserError: `data` (or its `attention`) is not an object, or holds unknown keys.
+    """
+    if not isinstance(data, Mapping):
+        raise UserError(f"{cls.__name__}: the settings are a {type(data).__name__}, expected an object of options")
+    data = dict(data)
+    att = _check_keys(AttentionConfig, data.pop("attention", {}), f"{cls.__name__}.attention")
+    data = _check_keys(cls, data, cls.__name__)
+    return cls(attention=AttentionConfig(**att), **data)
 
 
 def config_changes(cls: type, old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[Change]:

@@ -10,6 +10,7 @@ Both kwarg-naming generations are accepted (`z_dim`/`latent_size`, `w_dim`/`dlat
 from __future__ import annotations
 
 import re
+import reprlib
 import warnings
 from typing import Any
 
@@ -66,7 +67,8 @@ def _split(kwargs: dict[str, Any], table: dict[str, str | None], where: str) -> 
             if table[key] is not None:
                 main[table[key]] = value
         elif key not in _IGNORED:
-            warnings.warn(f"{where}: ignoring unknown static kwarg {key}={value!r}", stacklevel=3)
+            warnings.warn(f"{where}: ignoring unknown static kwarg {reprlib.repr(key)}={reprlib.repr(value)}",
+                          stacklevel=3)
     if kwargs.get("iterative"):
         raise UserError(f"{where}: non-parametric k-means ('iterative') is not supported (it never worked in the "
                         "original either)")
@@ -100,7 +102,7 @@ def discriminator_config(net: LegacyNetwork) -> DiscriminatorConfig:
     return DiscriminatorConfig(attention=AttentionConfig(**att), **main).validate()
 
 
-_LOD = re.compile(r"^(.*?)(ToRGB|FromRGB)_lod(\d+)/(.*)$")
+_LOD = re.compile(r"^(.*?)(ToRGB|FromRGB)_lod(\d{1,2})/(.*)$")
 
 
 def convert_variables(flat: dict[str, np.ndarray], resolution: int) -> dict[str, np.ndarray]:

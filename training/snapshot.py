@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import reprlib
 import warnings
 from typing import Any, Optional
 
@@ -28,6 +29,7 @@ from training import config as config_lib
 from training.checkpoint import list_snapshots
 from training.data.catalog import dataset_constants
 from training.legacy_convert import convert_variables, discriminator_config, generator_config
+from training.network_limits import check_networks_fit
 from training.networks.discriminator import Discriminator
 from training.networks.generator import Generator
 from training.networks.module import NamedModule
@@ -109,14 +111,18 @@ def save_networks(path: str, G: Generator, D: Discriminator, Gs: Generator,
 
 
 def _build(entry: tuple[dict[str, Any], dict[str, np.ndarray]], where: str) -> Generator | Discriminator:
+    """Builds one network of a snapshot after checking that its settings need no more values than it holds."""
     cfg_data, arrays = entry
     kind = cfg_data.get("kind")
-    if kind == "generator":
-        net = Generator(config_lib.from_dict(config_lib.GeneratorConfig, cfg_data["config"]))
-    elif kind == "discriminator":
-        net = Discriminator(config_lib.from_dict(config_lib.DiscriminatorConfig, cfg_data["config"]))
-    else:
-        raise UserError(f"{where}: unknown network kind {kind!r}")
+    if kind not in ("generator", "discriminator"):
+        raise UserError(f"{where}: unknown network kind {reprlib.repr(kind)}")
+    cls = config_lib.GeneratorConfig if kind == "generator" else config_lib.DiscriminatorConfig
+    try:
+        cfg = config_lib.from_dict(cls, cfg_data.get("config")).validate()
+    except UserError as exc:
+        raise UserError(f"{where}: {exc}") from None
+    check_networks_fit({"": cfg}, sum(int(a.size) for a in arrays.values()), where)
+    net = Generator(cfg) if kind == "generator" else Discriminator(cfg)
     assign_variables(net, arrays, where)
     return net
 
@@ -197,14 +203,21 @@ def _intact_hint(path: str, max_checked: int = 20) -> str:
 
 def _load_legacy(path: str) -> Networks:
     ckpt = legacy.read_legacy_pickle(path)
+    try:
+        configs = {"G": generator_config(ckpt.G), "D": discriminator_config(ckpt.D),
+                   "Gs": generator_config(ckpt.Gs)}
+    except UserError as exc:
+        raise UserError(f"{path}: {exc}") from None
+    file_values = sum(int(a.size) for rec in (ckpt.G, ckpt.D, ckpt.Gs) for a in rec.flat_variables().values())
+    check_networks_fit(configs, file_values, path)
     out = {}
     for name in ("G", "Gs"):
         rec = getattr(ckpt, name)
-        net = Generator(generator_config(rec))
+        net = Generator(configs[name])
         assign_variables(net, convert_variables(rec.flat_variables(), net.cfg.resolution), f"{path} [{name}]",
                          allow_unused=True)
         out[name] = net
-    D = Discriminator(discriminator_config(ckpt.D))
+    D = Discriminator(configs["D"])
     assign_variables(D, convert_variables(ckpt.D.flat_variables(), D.cfg.resolution), f"{path} [D]",
                      allow_unused=True)
     return Networks(out["G"], D, out["Gs"], {"legacy_build_func": ckpt.G.build_func_name}, path)

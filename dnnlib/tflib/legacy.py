@@ -4,24 +4,35 @@ The file is a standard pickle (protocol <= 4, read with `encoding="latin1"`). Ea
 dict with `version`, `name`, `static_kwargs`, `components`, `build_module_src`, `build_func_name` and
 `variables` (a list of `(local_name, float32 array)` in creation order). A restricted unpickler resolves only an
 allow-list of globals: the `Network` class (mapped to an inert record that just stores its state dict),
-`dnnlib.util.EasyDict` (mapped to a dict) and numpy's array/dtype/scalar reconstruction functions. Any other
-global makes loading fail with a `UserError` before that global could be called, so a malicious pickle cannot run
-code. `build_module_src` (the authors' Python source, which their loader executes) is ignored.
+`dnnlib.util.EasyDict` (mapped to a dict) and numpy's array/dtype/scalar reconstruction functions (mapped to inert
+records that check every declared shape and dtype against the bytes the pickle really holds). Any other global
+makes loading fail with a `UserError` before that global could be called, so a malicious pickle cannot run code.
+`build_module_src` (the authors' Python source, which their loader executes) is ignored.
+
+Memory is bounded (`dnnlib.limits`): the file may hold at most the network-file cap; its opcodes are scanned for
+memo bombs before unpickling; no array is larger than the bytes stored for it; the float32 copies of all variables
+may take at most 4x the file's size (arrays shared between variables count every time); settings and components
+are walked with bounded depth and size (self-references and shared-reference DAGs are refused).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import io
 import pickle
 import types
 from typing import IO, Any, Dict, Mapping
 
 import numpy as np
 
+from dnnlib import limits
 from dnnlib.util import UserError
 
 SUPPORTED_VERSIONS = (2, 3, 4)
 _SNIFF_BYTES = 1 << 12
+_MAX_NETWORKS = 64  # records in one pickle: G, D, Gs and their components (3 + 2 + 2 in the authors' files)
+_MAX_COMPONENT_DEPTH = 4
+_NUMERIC_KINDS = "biuf"
 
 
 @dataclasses.dataclass
@@ -87,27 +98,59 @@ class _DictRecord(dict):
             self.update(state)
 
 
-def _numpy_multiarray() -> types.ModuleType:
-    try:
-        from numpy._core import multiarray  # numpy >= 2
-    except ImportError:  # pragma: no cover - numpy 1.x
-        from numpy.core import multiarray
-    return multiarray
+class _NdarrayClass:
+    """Stand-in for the global `numpy.ndarray`: only `_reconstruct`'s first argument; calling it is refused (it
+    would allocate an array of any declared size without data)."""
+
+    def __init__(self, source: str) -> None:
+        self._source = source
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise UserError(f"{self._source}: refusing to load: the pickle calls numpy.ndarray directly, which network "
+                        f"pickles never do; the file may be malicious or not a GANformer checkpoint")
 
 
-def _allowed_globals() -> Mapping[tuple, Any]:
-    """The only globals a network pickle may reference, mapped to what they resolve to."""
-    multiarray = _numpy_multiarray()
-    allowed = {
-        ("dnnlib.tflib.network", "Network"): _NetworkRecord,
-        ("dnnlib.util", "EasyDict"): _DictRecord,
-        ("numpy", "ndarray"): np.ndarray,
-        ("numpy", "dtype"): np.dtype,
-    }
-    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        allowed[(module, "_reconstruct")] = multiarray._reconstruct
-        allowed[(module, "scalar")] = multiarray.scalar
-    return types.MappingProxyType(allowed)
+class _DtypeRecord:
+    """Stand-in for a pickled `numpy.dtype`: a plain numeric dtype; its state may only set the byte order."""
+
+    def __init__(self, dtype: np.dtype, source: str) -> None:
+        self.dtype, self._source = dtype, source
+
+    def __setstate__(self, state: Any) -> None:
+        if not (isinstance(state, tuple) and len(state) >= 5 and state[1] in ("<", ">", "|", "=")
+                and all(item is None for item in state[2:5])):
+            raise UserError(f"{self._source}: a numpy dtype in the pickle has fields or a sub-array shape; network "
+                            f"weights are plain numeric arrays, the file is corrupt or crafted")
+        if state[1] in ("<", ">"):
+            self.dtype = self.dtype.newbyteorder(state[1])
+
+
+class _ArrayRecord:
+    """Stand-in for a pickled `numpy.ndarray`: its state must declare a shape whose bytes the pickle really holds."""
+
+    def __init__(self, source: str) -> None:
+        self.array: np.ndarray | None = None
+        self._source = source
+
+    def __setstate__(self, state: Any) -> None:
+        bad = UserError(f"{self._source}: a numpy array in the pickle is malformed (its declared shape, dtype and "
+                        f"data disagree); the file is corrupt or crafted")
+        if not isinstance(state, tuple) or len(state) not in (4, 5):
+            raise bad
+        shape, dtype, fortran, raw = state[-4:]
+        if isinstance(raw, str):  # Python 2 pickles read with encoding="latin1"
+            raw = raw.encode("latin1")
+        if not (isinstance(shape, tuple) and len(shape) <= 32 and isinstance(dtype, _DtypeRecord)
+                and isinstance(raw, (bytes, bytearray)) and isinstance(fortran, int) and fortran in (0, 1)
+                and all(isinstance(n, int) and 0 <= n < 1 << 48 for n in shape)):
+            raise bad
+        if int(np.prod(shape, dtype=object)) * dtype.dtype.itemsize != len(raw):
+            raise bad
+        self.array = np.frombuffer(raw, dtype.dtype).reshape(shape, order="F" if fortran else "C")
+
+
+def _numpy_multiarray_modules() -> tuple[str, ...]:
+    return ("numpy.core.multiarray", "numpy._core.multiarray")
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
@@ -116,7 +159,46 @@ class _RestrictedUnpickler(pickle.Unpickler):
     def __init__(self, file: IO[bytes], source: str) -> None:
         super().__init__(file, encoding="latin1")
         self._source = source
-        self._allowed = _allowed_globals()
+        self._ndarray = _NdarrayClass(source)
+        allowed = {
+            ("dnnlib.tflib.network", "Network"): _NetworkRecord,
+            ("dnnlib.util", "EasyDict"): _DictRecord,
+            ("numpy", "ndarray"): self._ndarray,
+            ("numpy", "dtype"): self._dtype,
+        }
+        for module in _numpy_multiarray_modules():
+            allowed[(module, "_reconstruct")] = self._reconstruct
+            allowed[(module, "scalar")] = self._scalar
+        self._allowed: Mapping[tuple, Any] = types.MappingProxyType(allowed)
+
+    def _refuse(self, what: str) -> UserError:
+        return UserError(f"{self._source}: refusing to load: {what}; the file is corrupt or crafted")
+
+    def _dtype(self, obj: Any, align: Any = False, copy: Any = False) -> _DtypeRecord:
+        """`numpy.dtype(name)` for plain fixed-size names only (e.g. "f4"; strings are refused later as weights)."""
+        if not isinstance(obj, str) or len(obj) > 8:
+            raise self._refuse(f"the pickle builds a numpy dtype from {type(obj).__name__} {str(obj)[:40]!r}")
+        try:
+            dtype = np.dtype(obj)
+        except TypeError:
+            raise self._refuse(f"the pickle names an unknown numpy dtype {obj!r}") from None
+        if dtype.kind not in _NUMERIC_KINDS + "cSU" or dtype.fields is not None or dtype.subdtype is not None:
+            raise self._refuse(f"the pickle holds a numpy dtype {dtype} that network weights never have")
+        return _DtypeRecord(dtype, self._source)
+
+    def _reconstruct(self, cls: Any, shape: Any, typecode: Any) -> _ArrayRecord:
+        """`numpy.core.multiarray._reconstruct(numpy.ndarray, (0,), b"b")`: an empty record its state fills."""
+        if cls is not self._ndarray or shape != (0,):
+            raise self._refuse("the pickle reconstructs a numpy array in a way numpy itself never pickles one")
+        return _ArrayRecord(self._source)
+
+    def _scalar(self, dtype: Any, data: Any = None) -> np.generic:
+        """`numpy.core.multiarray.scalar(dtype, bytes)`: one value of a plain numeric dtype."""
+        if isinstance(data, str):
+            data = data.encode("latin1")
+        if not (isinstance(dtype, _DtypeRecord) and isinstance(data, bytes) and len(data) == dtype.dtype.itemsize):
+            raise self._refuse("the pickle holds a malformed numpy scalar")
+        return np.frombuffer(data, dtype.dtype, count=1)[0]
 
     def find_class(self, module: str, name: str) -> Any:
         try:
@@ -138,23 +220,25 @@ def _one_line(text: str, limit: int = 160) -> str:
 
 
 def _unpickle(path: str) -> Any:
-    """Runs the restricted unpickler on `path`; any failure becomes a one-line UserError."""
+    """Runs the restricted unpickler on `path` (size-capped, opcodes pre-scanned); failures are one-line UserErrors."""
     try:
-        f = open(path, "rb")
+        limits.check_file_size(path, limits.NETWORK_FILE_CAP, "a network file")
+        with open(path, "rb") as f:
+            data = f.read()
     except OSError as exc:
         raise UserError(f"{path}: cannot open ({exc.strerror}); check the path") from None
-    with f:
-        try:
-            return _RestrictedUnpickler(f, path).load()
-        except UserError:
-            raise
-        except Exception as exc:  # the allow-list means only file problems can end up here
-            raise UserError(f"{path}: not a readable network pickle ({type(exc).__name__}: {_one_line(exc)}); "
-                            f"the file is truncated or corrupt, download it again") from None
+    limits.check_pickle_ops(data, path)
+    try:
+        return _RestrictedUnpickler(io.BytesIO(data), path).load()
+    except UserError:
+        raise
+    except Exception as exc:  # the allow-list means only file problems can end up here
+        raise UserError(f"{path}: not a readable network pickle ({type(exc).__name__}: {_one_line(exc)}); "
+                        f"the file is truncated or corrupt, download it again") from None
 
 
 def _plain(value: Any) -> Any:
-    """Converts EasyDict stand-ins (recursively, also inside lists/tuples) to plain dicts."""
+    """Converts EasyDict stand-ins (recursively, also inside lists/tuples) to plain dicts; call `check_tree` first."""
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -162,8 +246,18 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _convert_variables(raw: Any, where: str, path: str) -> Dict[str, np.ndarray]:
+@dataclasses.dataclass
+class _Reading:
+    """What converting the records of one file has used so far."""
+
+    path: str
+    budget: limits.ReadBudget
+    networks: int = 0
+
+
+def _convert_variables(raw: Any, where: str, ctx: _Reading) -> Dict[str, np.ndarray]:
     """Validates a `[(name, value), ...]` list and returns {name: float32 ndarray} in the same order."""
+    path = ctx.path
     if not isinstance(raw, (list, tuple)):
         raise UserError(f"{path}: network {where}: 'variables' is a {type(raw).__name__}, expected a list of "
                         f"(name, array) pairs; the file is corrupt")
@@ -173,29 +267,37 @@ def _convert_variables(raw: Any, where: str, path: str) -> Dict[str, np.ndarray]
             raise UserError(f"{path}: network {where}: a variable entry is not a (name, array) pair; the file is "
                             f"corrupt")
         name, value = item
-        if not isinstance(value, (np.ndarray, np.generic)) or value.dtype.kind not in "fiub":
+        if isinstance(value, _ArrayRecord):
+            value = value.array
+        if not isinstance(value, (np.ndarray, np.generic)) or value.dtype.kind not in _NUMERIC_KINDS:
             raise UserError(f"{path}: network {where}: variable '{name}' is not a numeric array "
                             f"({type(value).__name__}); the file is corrupt or not a GANformer checkpoint")
         if name in out:
             raise UserError(f"{path}: network {where}: variable '{name}' appears twice; the file is corrupt")
+        ctx.budget.take(4 * int(value.size), f"variable '{where}/{_one_line(name, 80)}'")
         arr = np.array(value, dtype=np.float32, order="C", copy=None)  # keeps 0-d arrays 0-d
         out[name] = arr if arr.flags.writeable else arr.copy()
     return out
 
 
-def _convert_network(obj: Any, where: str, path: str, seen: set) -> LegacyNetwork:
+def _convert_network(obj: Any, where: str, ctx: _Reading, seen: frozenset = frozenset()) -> LegacyNetwork:
     """Validates one network record (and its components, recursively) and converts it to a LegacyNetwork."""
+    path = ctx.path
     if not isinstance(obj, _NetworkRecord) or not isinstance(obj.state, dict):
         raise UserError(f"{path}: {where} is a {type(obj).__name__}, not a network; the file is not a "
                         f"GANformer/StyleGAN2 TF1 network pickle")
     if id(obj) in seen:
         raise UserError(f"{path}: network {where} contains itself; the file is corrupt")
+    ctx.networks += 1
+    if ctx.networks > _MAX_NETWORKS or len(seen) > _MAX_COMPONENT_DEPTH:
+        raise UserError(f"{path}: network {where}: more than {_MAX_NETWORKS} networks or components nested more "
+                        f"than {_MAX_COMPONENT_DEPTH} deep; the file is corrupt or crafted")
     seen = seen | {id(obj)}
     state = obj.state
     version = state.get("version")
-    if version not in SUPPORTED_VERSIONS:
-        raise UserError(f"{path}: network {where} has format version {version!r}; only versions 2-4 (the "
-                        f"authors' TF1 releases) can be read")
+    if not (isinstance(version, int) and version in SUPPORTED_VERSIONS):
+        raise UserError(f"{path}: network {where} has format version {_one_line(repr(version), 40)}; only versions "
+                        f"2-4 (the authors' TF1 releases) can be read")
     missing = [k for k in ("name", "static_kwargs", "build_func_name", "variables") if k not in state]
     if missing:
         raise UserError(f"{path}: network {where} lacks {', '.join(missing)}; the file is corrupt")
@@ -205,11 +307,12 @@ def _convert_network(obj: Any, where: str, path: str, seen: set) -> LegacyNetwor
             and isinstance(components, dict) and all(isinstance(k, str) for k in components)):
         raise UserError(f"{path}: network {where} has malformed name/build_func_name/static_kwargs/components; "
                         f"the file is corrupt")
+    limits.check_tree(kwargs, f"{path}: network {where} static_kwargs")
     return LegacyNetwork(
         name=name, version=int(version), build_func_name=func,
         static_kwargs=_plain(kwargs),
-        components={k: _convert_network(v, f"{where}/{k}", path, seen) for k, v in components.items()},
-        variables=_convert_variables(state["variables"], where, path))
+        components={k: _convert_network(v, f"{where}/{k}", ctx, seen) for k, v in components.items()},
+        variables=_convert_variables(state["variables"], where, ctx))
 
 
 def read_legacy_pickle(path: str) -> LegacyCheckpoint:
@@ -223,7 +326,8 @@ def read_legacy_pickle(path: str) -> LegacyCheckpoint:
 
     Raises:
         UserError: The file cannot be read, is truncated/corrupt, references a global outside the allow-list,
-            or does not hold three networks of a supported format version.
+            holds a memory bomb (see the module docstring), or does not hold three networks of a supported format
+            version.
     """
     path = str(path)
     obj = _unpickle(path)
@@ -231,7 +335,10 @@ def read_legacy_pickle(path: str) -> LegacyCheckpoint:
         desc = f"a tuple of {len(obj)} items" if isinstance(obj, tuple) else f"a {type(obj).__name__}"
         raise UserError(f"{path}: expected a tuple (G, D, Gs) of networks, found {desc}; the file is not a "
                         f"GANformer/StyleGAN2 TF1 network pickle")
-    nets = [_convert_network(o, label, path, set()) for o, label in zip(obj, ("G", "D", "Gs"))]
+    limit = 4 * limits.check_file_size(path, limits.NETWORK_FILE_CAP, "a network file")
+    ctx = _Reading(path, limits.ReadBudget(path, limit, "the variables of this file",
+                                           "4x the file's size: arrays shared between variables count each time"))
+    nets = [_convert_network(o, label, ctx) for o, label in zip(obj, ("G", "D", "Gs"))]
     return LegacyCheckpoint(path=path, G=nets[0], D=nets[1], Gs=nets[2])
 
 

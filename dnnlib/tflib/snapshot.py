@@ -11,6 +11,10 @@ Layout (all entries stored uncompressed)::
 
 Variable names are kept in the index (so any name, `/` included, round-trips) and arrays are stored bit-exactly.
 Nothing in the file is ever executed: JSON and raw .npy only, no pickle.
+
+Reading is bounded (`dnnlib.limits`): the index's declared shapes are summed and checked against the network-file
+cap before any array is read, each .npy header must match its index entry and its member's size, JSON members are
+capped and their nesting bounded, and compressed members may not expand (the writer stores everything).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any, Dict, Tuple
 
 import numpy as np
 
+from dnnlib import limits
 from dnnlib.util import UserError
 
 FORMAT_NAME = "ganformer-tf2-snapshot"
@@ -101,40 +106,82 @@ def is_snapshot(path: str) -> bool:
             if f.read(4) != b"PK\x03\x04":
                 return False
         with zipfile.ZipFile(path) as zf:
-            meta = json.loads(zf.read("meta.json"))
+            budget = limits.ReadBudget(path, limits.NETWORK_FILE_CAP, "a network file")
+            meta = json.loads(budget.read(zf, "meta.json", limits.JSON_MEMBER_CAP))
         return isinstance(meta, dict) and meta.get("format") == FORMAT_NAME
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+    except (OSError, KeyError, ValueError, RecursionError, zipfile.BadZipFile, UserError):
         return False
 
 
-def _read_json(zf: zipfile.ZipFile, entry: str, path: str) -> Any:
+def _read_json(zf: zipfile.ZipFile, entry: str, path: str, budget: limits.ReadBudget,
+               max_nodes: int = limits.SETTINGS_MAX_NODES) -> Any:
     try:
-        return json.loads(zf.read(entry).decode("utf-8"))
+        data = budget.read(zf, entry, limits.JSON_MEMBER_CAP)
     except KeyError:
         raise UserError(f"{path}: snapshot is missing '{entry}'; the file is corrupt or incomplete") from None
+    obj = json.loads(data.decode("utf-8"))
+    limits.check_tree(obj, f"{path}: snapshot member '{entry}'", max_nodes=max_nodes)
+    return obj
 
 
-def _read_network(zf: zipfile.ZipFile, net: str, path: str) -> NetworkData:
-    """Reads one network's config and variables, checking each array against the index."""
-    config = _read_json(zf, f"{net}/config.json", path)
-    index = _read_json(zf, f"{net}/variables.json", path)
+def _declared_array(item: Any, net: str, path: str) -> Tuple[str, str, Tuple[int, ...], np.dtype]:
+    """Checks one variable index entry; returns (name, member, shape, dtype) as declared."""
+    bad = UserError(f"{path}: snapshot network {net} has a malformed variable index; the file is corrupt")
+    if not (isinstance(item, dict) and isinstance(item.get("name"), str) and isinstance(item.get("file"), str)):
+        raise bad
+    shape, dtype = item.get("shape"), item.get("dtype")
+    if not (isinstance(shape, list) and len(shape) <= 32 and isinstance(dtype, str)
+            and all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 1 << 48 for n in shape)):
+        raise bad
+    try:
+        parsed = np.dtype(dtype)
+    except (TypeError, ValueError):
+        raise bad from None
+    if parsed.kind not in "biufc" or parsed.fields is not None or parsed.subdtype is not None or parsed.str != dtype:
+        raise bad
+    return item["name"], item["file"], tuple(shape), parsed
+
+
+def _check_npy_header(zf: zipfile.ZipFile, member: str, shape: Tuple[int, ...], dtype: np.dtype,
+                      where: str, path: str) -> None:
+    """The member's .npy header must declare the indexed shape and dtype, and the member hold exactly that data."""
+    with zf.open(member) as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            got_shape, fortran, got_dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            got_shape, fortran, got_dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise ValueError(f"unsupported .npy version {version}")
+        data_bytes = zf.getinfo(member).file_size - f.tell()
+    nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if got_shape != shape or got_dtype != dtype or data_bytes != nbytes:
+        raise UserError(f"{path}: snapshot variable '{where}' does not match its index entry; the file is corrupt")
+
+
+def _read_network(zf: zipfile.ZipFile, net: str, path: str, budget: limits.ReadBudget) -> NetworkData:
+    """Reads one network's config and variables: all declared sizes are checked before any array is read."""
+    config = _read_json(zf, f"{net}/config.json", path, budget)
+    index = _read_json(zf, f"{net}/variables.json", path, budget, max_nodes=1_000_000)
     if not isinstance(config, dict) or not isinstance(index, list):
         raise UserError(f"{path}: snapshot network {net} has a malformed config or variable index; the file is "
                         f"corrupt")
+    declared = [_declared_array(item, net, path) for item in index]
+    total = sum(int(np.prod(shape, dtype=object)) * dtype.itemsize for _, _, shape, dtype in declared)
+    budget.take(total, f"network {net} ({len(declared)} variables)")
     variables: Dict[str, np.ndarray] = {}
-    for item in index:
-        if not (isinstance(item, dict) and isinstance(item.get("name"), str) and isinstance(item.get("file"), str)):
-            raise UserError(f"{path}: snapshot network {net} has a malformed variable index; the file is corrupt")
-        name = item["name"]
+    for name, member, shape, dtype in declared:
+        if name in variables:
+            raise UserError(f"{path}: snapshot variable '{net}/{name}' appears twice; the file is corrupt")
         try:
-            with zf.open(item["file"]) as f:
+            budget.check_expansion(zf.getinfo(member))
+            _check_npy_header(zf, member, shape, dtype, f"{net}/{name}", path)
+            with zf.open(member) as f:
                 arr = np.lib.format.read_array(f, allow_pickle=False)
                 trailing = f.read()  # reaching the end also makes zipfile verify the entry's CRC
         except KeyError:
-            raise UserError(f"{path}: snapshot is missing '{item['file']}'; the file is corrupt or incomplete") \
-                from None
-        if trailing or list(arr.shape) != item.get("shape") or arr.dtype.str != item.get("dtype") \
-                or name in variables:
+            raise UserError(f"{path}: snapshot is missing '{member}'; the file is corrupt or incomplete") from None
+        if trailing:
             raise UserError(f"{path}: snapshot variable '{net}/{name}' does not match its index entry; the file "
                             f"is corrupt")
         variables[name] = arr
@@ -171,9 +218,11 @@ def read_snapshot(path: str) -> Tuple[Dict[str, NetworkData], Dict[str, Any]]:
     """
     path = str(path)
     _check_header(path)
+    budget = limits.ReadBudget(path, limits.NETWORK_FILE_CAP, "a network file")
     try:
+        limits.check_file_size(path, limits.NETWORK_FILE_CAP, "a network file")
         with zipfile.ZipFile(path) as zf:
-            meta = _read_json(zf, "meta.json", path)
+            meta = _read_json(zf, "meta.json", path, budget)
             if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
                 found = meta.get("format") if isinstance(meta, dict) else None
                 raise UserError(f"{path}: unknown file format {found!r} (expected '{FORMAT_NAME}'); this is not a "
@@ -187,7 +236,9 @@ def read_snapshot(path: str) -> Tuple[Dict[str, NetworkData], Dict[str, Any]]:
             names = meta.get("networks")
             if not (isinstance(names, list) and all(isinstance(n, str) and _NET_NAME.match(n) for n in names)):
                 raise UserError(f"{path}: snapshot has a malformed network list; the file is corrupt")
-            nets = {net: _read_network(zf, net, path) for net in names}
+            if len(set(names)) != len(names) or len(names) > 16:
+                raise UserError(f"{path}: snapshot has a malformed network list; the file is corrupt")
+            nets = {net: _read_network(zf, net, path, budget) for net in names}
             metadata = meta.get("metadata", {})
     except UserError:
         raise

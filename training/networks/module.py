@@ -30,6 +30,28 @@ def constant_init(value: float) -> Initializer:
     return lambda shape, rng: np.full(shape, value)
 
 
+class ShapeOnlyRng(np.random.Generator):
+    """A generator that, passed as a network's seed, makes it record its variables' shapes without allocating them.
+
+    `Generator(cfg, seed=ShapeOnlyRng())` (and `Discriminator`) then holds `ShapeOnlyVariable`s, which cannot be
+    computed with; `num_values` counts the scalars the real network would hold. Used to bound a network built from
+    a file's settings before any memory is committed to it.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(np.random.PCG64(0))
+        self.num_values = 0
+
+
+class ShapeOnlyVariable:
+    """Stand-in for a `tf.Variable` in a shape-only build: shape, dtype and trainability, no values."""
+
+    def __init__(self, shape: tuple[int, ...], trainable: bool) -> None:
+        self.shape = tf.TensorShape(shape)
+        self.dtype = tf.float32
+        self.trainable = trainable
+
+
 class NamedModule(tf.Module):
     """A `tf.Module` whose variables and children are kept in ordered, original-style name tables.
 
@@ -44,6 +66,12 @@ class NamedModule(tf.Module):
 
     def add_var(self, name: str, shape: tuple[int, ...], init: Initializer, trainable: bool = True) -> tf.Variable:
         """Creates a float32 variable `name` (relative to this module) and registers it."""
+        if isinstance(self._rng, ShapeOnlyRng):
+            shape = tuple(int(s) for s in shape)
+            self._rng.num_values += int(np.prod(shape, dtype=object))
+            placeholder = ShapeOnlyVariable(shape, trainable)
+            self._entries.append((name, placeholder))
+            return placeholder  # type: ignore[return-value]
         value = np.asarray(init(tuple(int(s) for s in shape), self._rng), dtype=np.float32).reshape(shape)
         var = tf.Variable(value, trainable=trainable, name=name.replace("/", "."))
         self._entries.append((name, var))
