@@ -1,4 +1,4 @@
-"""Resource bombs in small files (issue 12, item 8), each crafted by the test.
+"""Resource bombs and useless inputs in small files (issue 12, items 8-10), each crafted by the test.
 
 Every load of a crafted network, weights or dataset file runs in a child process whose address space is capped
 at its size before the load plus `BOUND` (`RLIMIT_AS`): a loader that allocated more than the bound beyond the
@@ -20,7 +20,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
+from data_helpers import assert_nothing_written, make_images, run_cli
 from dnnlib.tflib import snapshot
 from tests.train_helpers import ROOT
 
@@ -357,3 +359,133 @@ def test_generate_cli_refuses_a_bad_network_file_with_one_line(tmp_path, network
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr
     assert lines[0].startswith("generate.py: error: ") and str(bad) in lines[0] and "out of range" in lines[0]
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Item 9: datasets (prepare_data.py)
+
+def prepare_bounded(tmp_path, *args, bound=BOUND, setup="import prepare_data"):
+    """prepare_data.py in a child (address space capped unless `bound` is 0); (status, error/warning lines)."""
+    proc = _child(setup, "sys.exit(prepare_data.main(sys.argv[1:]))",
+                  [*args, "--workers", "1", "--data-dir", tmp_path / "ds"], bound)
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    lines = [ln.strip() for ln in proc.stderr.replace("\r", "\n").splitlines()]
+    return proc.returncode, proc.stdout, [ln for ln in lines if ln.startswith(("error:", "warning:"))]
+
+
+def _png_bytes(size=16):
+    buf = io.BytesIO()
+    Image.fromarray(np.full((size, size, 3), 128, np.uint8)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_zip_member_expanding_past_the_cap(tmp_path):
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("ok.png", _png_bytes())
+        _zip_stream(zf, "padded.png", _png_bytes(), BIG)  # a valid PNG, then 300 MiB of zeros: 300 KiB zipped
+    assert bomb.stat().st_size < 1 << 20
+    status, _, msgs = prepare_bounded(tmp_path, "--task", "bomb", "--images-dir", bomb,
+                                      setup="import prepare_data, tensorflow")  # the writer's import is not a load
+    assert status == 2 and len(msgs) == 1 and str(bomb) in msgs[0], msgs
+    assert "'padded.png' expands to 300.0 MiB" in msgs[0] and "limit of 256.0 MiB per file" in msgs[0]
+    assert_nothing_written(tmp_path / "ds", "bomb")
+
+
+def test_zip_members_past_the_total_cap(tmp_path, capsys, monkeypatch):
+    from training.data import sources
+
+    monkeypatch.setattr(sources, "MAX_ZIP_BYTES", 200)  # a 1 TiB archive cannot be crafted in a test
+    archive = tmp_path / "many.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for i in range(4):
+            zf.writestr(f"{i}.png", _png_bytes())
+    status, _, msgs = run_cli(capsys, "--task", "many", "--images-dir", str(archive), "--data-dir", str(tmp_path))
+    assert status == 2 and len(msgs) == 1 and "members expand to" in msgs[0] and "in total" in msgs[0]
+
+
+def test_symlinks_out_of_the_folder_and_loops(tmp_path, capsys):
+    src, outside = tmp_path / "imgs", tmp_path / "outside"
+    make_images(src / "a", 2)
+    make_images(outside, 3, prefix="secret")
+    os.symlink(outside / "secret000.png", src / "a" / "link.png")
+    os.symlink(outside, src / "elsewhere")
+    os.symlink("..", src / "a" / "loop")  # imgs/a/loop -> imgs: a loop
+    status, out, msgs = run_cli(capsys, "--task", "mine", "--images-dir", str(src), "--data-dir", str(tmp_path / "d"))
+    assert status == 0 and "Wrote 2 images" in out
+    assert any("skipped 2 symbolic link(s) leading out of the folder" in m for m in msgs), msgs
+    assert any("reached again through a symbolic link" in m and "loop" in m for m in msgs), msgs
+
+
+def test_fifo_named_like_an_image_is_not_read(tmp_path):
+    src = tmp_path / "imgs"
+    make_images(src, 2)
+    os.mkfifo(src / "fifo.png")
+    os.mkfifo(tmp_path / "fifo.npy")
+    status, out, msgs = prepare_bounded(tmp_path, "--task", "mine", "--images-dir", src, bound=0)
+    assert status == 0 and "Wrote 2 images" in out
+    assert any("not regular files" in m and "fifo.png" in m for m in msgs), msgs
+    status, _, msgs = prepare_bounded(tmp_path, "--task", "npy", "--images-dir", tmp_path / "fifo.npy", "--format",
+                                      "npy")
+    assert status == 2 and len(msgs) == 1 and "not a regular file or folder" in msgs[0]
+
+
+def test_label_count_beyond_the_number_of_images(tmp_path):
+    make_images(tmp_path / "imgs", 4)
+    labels = tmp_path / "labels.json"
+    labels.write_text(json.dumps({"img000.png": 10**9, "img001.png": 0}))
+    status, _, msgs = prepare_bounded(tmp_path, "--task", "mine", "--images-dir", tmp_path / "imgs", "--labels",
+                                      labels)
+    assert status == 2 and len(msgs) == 1 and str(labels) in msgs[0], msgs
+    assert "class index 1000000000 means 1000000001 classes" in msgs[0] and "only 4 images" in msgs[0]
+    assert_nothing_written(tmp_path / "ds", "mine")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Item 10: inputs that would publish nothing useful
+
+def _write_h5(path, **datasets):
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        f.create_group("empty")
+        for name, data in datasets.items():
+            f.create_dataset(name, data=data)
+    return path
+
+
+@pytest.mark.parametrize("case,fmt,needle", [
+    ("two_channels", "npy", "images must have 1, 3 or 4 channels"),
+    ("structured", "npy", "is not pixel data"),
+    ("strings", "npy", "is not pixel data"),
+    ("h5_strings", "hdf5", "is not pixel data"),
+    ("h5_empty", "hdf5", "the HDF5 file holds no datasets"),
+    ("all_nan", "npy", "holds NaN or infinite values"),
+    ("one_pixel", "npy", "below the minimum resolution 4x4"),
+    ("one_pixel_png", "png", "below the minimum resolution 4x4"),
+])
+def test_useless_inputs_are_refused(tmp_path, capsys, case, fmt, needle):
+    f = tmp_path / f"{case}.{'h5' if fmt == 'hdf5' else fmt}"
+    if case == "two_channels":
+        np.save(f, np.zeros((3, 8, 8, 2), np.uint8))
+    elif case == "structured":
+        np.save(f, np.zeros((3, 8, 8, 3), dtype=[("a", "u1")]))
+    elif case == "strings":
+        np.save(f, np.full((3, 8, 8), "abcd"))
+    elif case == "h5_strings":
+        _write_h5(f, images=np.full((3, 8, 8), b"abc"))
+    elif case == "h5_empty":
+        _write_h5(f)
+    elif case == "all_nan":
+        np.save(f, np.full((3, 8, 8, 3), np.nan, np.float32))
+    elif case == "one_pixel":
+        np.save(f, np.zeros((3, 1, 1, 3), np.uint8))
+    else:
+        f = tmp_path / "tiny"
+        make_images(f, 3, size=(1, 1))
+    status, out, msgs = run_cli(capsys, "--task", case, "--images-dir", str(f), "--format", fmt, "--data-dir",
+                                str(tmp_path / "ds"))
+    errors = [m for m in msgs if m.startswith("error:")]
+    assert status == 2 and len(errors) == 1 and str(f) in errors[0] and needle in " ".join(msgs), msgs
+    assert "Wrote" not in out
+    assert_nothing_written(tmp_path / "ds", case)

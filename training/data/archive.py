@@ -10,6 +10,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from dnnlib.limits import format_bytes
 from dnnlib.util import UserError
 
 
@@ -44,6 +45,32 @@ def open_zip(path: str | Path) -> zipfile.ZipFile:
             archive.close()
             raise UserError(f"{path}: member {info.filename!r} {problem}; refusing to use this archive")
     return archive
+
+
+def check_sizes(path: str | Path, members: list[zipfile.ZipInfo], max_member: int, max_total: int) -> None:
+    """Refuses an archive whose members declare more uncompressed bytes than allowed (a zip bomb).
+
+    The declared sizes bound what reading can produce: `zipfile` never returns more than a member's declared size
+    (and fails its CRC check when the data does not match).
+
+    Args:
+        path: The archive (for the message).
+        members: The members that will be read.
+        max_member: Largest uncompressed size of one member, in bytes.
+        max_total: Largest uncompressed size of all `members` together, in bytes.
+
+    Raises:
+        UserError: One line naming the archive, the member or total and the limit.
+    """
+    big = max(members, key=lambda i: i.file_size, default=None)
+    if big is not None and big.file_size > max_member:
+        raise UserError(f"{path}: member {big.filename!r} expands to {format_bytes(big.file_size)} "
+                        f"({format_bytes(big.compress_size)} compressed), over the limit of {format_bytes(max_member)} "
+                        f"per file; refusing this archive")
+    total = sum(i.file_size for i in members)
+    if total > max_total:
+        raise UserError(f"{path}: members expand to {format_bytes(total)} in total, over the limit of "
+                        f"{format_bytes(max_total)}; refusing this archive")
 
 
 def extract_zip(path: str | Path, dest: str | Path, progress: bool = True) -> None:

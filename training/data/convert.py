@@ -159,6 +159,9 @@ def _scan(source: Source, items: list[Item], opts: ConvertOptions, labels: Label
             skips.add(NO_LABEL, item.name, "has no label in --labels")
             continue
         natural = preprocess.natural_resolution(size[0], size[1], opts.ratio)
+        if natural < preprocess.MIN_RESOLUTION:
+            skips.add(TOO_SMALL, item.name, _below_minimum_message(size, natural))
+            continue
         if opts.resolution is not None and natural < opts.resolution:
             skips.add(TOO_SMALL, item.name, _too_small_message(size, natural, opts.resolution))
             continue
@@ -179,6 +182,11 @@ def _scan(source: Source, items: list[Item], opts: ConvertOptions, labels: Label
     return usable, next(iter(by_size))
 
 
+def _below_minimum_message(size: tuple[int, int], natural: int) -> str:
+    low = preprocess.MIN_RESOLUTION
+    return f"{size[0]}x{size[1]} would end at {natural}x{natural}, below the minimum resolution {low}x{low}"
+
+
 def _decode_message(exc: BaseException) -> str:
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     if isinstance(exc, Image.UnidentifiedImageError):
@@ -196,6 +204,8 @@ def _process(item: Item, ratio: float, resolution: int | None) -> tuple[Item, An
         with img:
             img.load()
             natural = preprocess.natural_resolution(img.width, img.height, ratio)
+            if natural < preprocess.MIN_RESOLUTION:
+                return item, None, TOO_SMALL, _below_minimum_message(img.size, natural)
             if resolution is not None and natural < resolution:
                 return item, None, TOO_SMALL, _too_small_message(img.size, natural, resolution)
             return item, preprocess.preprocess_image(img, ratio, resolution), None, ""
@@ -236,8 +246,11 @@ def convert(source: Source, opts: ConvertOptions) -> Summary:
     check_target(opts.data_dir, opts.name, opts.overwrite)
     start = time.time()
     skips = _Skips(opts.progress)
+    for note in source.warnings:
+        tqdm.write(f"warning: {note}", file=sys.stderr)
     items = None if source.streaming else list(source.items())
-    labels = load_labels(opts.labels, [i.label_key for i in items or []])
+    labels = load_labels(opts.labels, [i.label_key for i in items or []],
+                         max_classes=len(items) if items is not None else source.count)
     resolution = opts.resolution
     if items is not None:
         items, resolution = _scan(source, items, opts, labels, skips)
@@ -269,7 +282,7 @@ def convert(source: Source, opts: ConvertOptions) -> Summary:
             bar.update(1)
             if opts.max_images is not None and writer.count >= opts.max_images:
                 break
-        if writer is None:
+        if writer is None or writer.count == 0:
             raise UserError(f"{source.description}: none of the images can be used ({skips.describe()}); "
                             f"nothing written")
         if skips.total:

@@ -53,14 +53,23 @@ class LabelMap:
         return out
 
 
-def _class_list(values: list[str]) -> list[str]:
-    """Sorted class names; integers 0..K-1 become all K classes in numeric order."""
+def _class_list(values: list[str], max_classes: int | None, where: str) -> list[str]:
+    """Sorted class names; integers 0..K-1 become all K classes in numeric order.
+
+    Raises:
+        UserError: a negative index, or more classes than `max_classes` (checked before any list is built).
+    """
     unique = set(values)
-    if unique and all(v.lstrip("-").isdigit() for v in unique):
+    if unique and all(v.lstrip("-").isdecimal() and len(v) <= 18 for v in unique):
         ints = sorted(int(v) for v in unique)
         if ints[0] < 0:
-            raise UserError(f"labels: negative class index {ints[0]}; use 0..K-1 or class names")
+            raise UserError(f"{where}: negative class index {ints[0]}; use 0..K-1 or class names")
+        if max_classes is not None and ints[-1] >= max_classes:
+            raise UserError(f"{where}: class index {ints[-1]} means {ints[-1] + 1} classes (0..K-1), but there are "
+                            f"only {max_classes} images; number the classes 0..K-1 or use class names")
         return [str(i) for i in range(ints[-1] + 1)]
+    if max_classes is not None and len(unique) > max_classes:
+        raise UserError(f"{where}: {len(unique)} classes for only {max_classes} images")
     return sorted(unique)
 
 
@@ -100,18 +109,20 @@ def _read_csv(path: Path) -> dict[str, str]:
     return out
 
 
-def load_labels(spec: str | None, keys: list[str]) -> LabelMap | None:
+def load_labels(spec: str | None, keys: list[str], max_classes: int | None = None) -> LabelMap | None:
     """Builds the label map for `--labels`.
 
     Args:
         spec: None (no labels), "folders", or a .json / .csv file path.
         keys: label keys (relative paths) of all items, to derive folder classes.
+        max_classes: the number of images; more classes than images are refused (the label vectors have one
+            entry per class, so `--labels` with class 10^9 would otherwise allocate gigabytes per image).
 
     Returns:
         A LabelMap, or None without `--labels`.
 
     Raises:
-        UserError: unreadable file, unsupported extension, or no labelled image at all.
+        UserError: unreadable file, unsupported extension, no labelled image at all, or more classes than images.
     """
     if spec is None:
         return None
@@ -129,4 +140,4 @@ def load_labels(spec: str | None, keys: list[str]) -> LabelMap | None:
     by_key = _read_json(path) if suffix == ".json" else _read_csv(path)
     if not by_key:
         raise UserError(f"--labels {spec}: holds no labels")
-    return LabelMap(by_key, _class_list(list(by_key.values())))
+    return LabelMap(by_key, _class_list(list(by_key.values()), max_classes, f"--labels {spec}"))

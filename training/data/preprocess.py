@@ -149,7 +149,7 @@ def array_to_image(arr: np.ndarray) -> Image.Image:
         A PIL image ("L", "RGB" or "RGBA"; high bit depths scaled to 8 bits).
 
     Raises:
-        ValueError: if the array does not look like an image.
+        ValueError: if the array does not look like an image, is not numeric or holds NaN/inf values.
     """
     arr = np.asarray(arr)
     if arr.ndim == 3 and arr.shape[-1] not in (1, 3, 4) and arr.shape[0] in (1, 3, 4):
@@ -158,8 +158,12 @@ def array_to_image(arr: np.ndarray) -> Image.Image:
         arr = arr[..., 0]
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[-1] not in (3, 4)):
         raise ValueError(f"array of shape {tuple(arr.shape)} is not an image ([H,W], [H,W,C] or [C,H,W])")
+    if arr.dtype.kind not in "uif":
+        raise ValueError(f"dtype {arr.dtype} is not pixel data (expected integers or floats)")
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise ValueError("holds NaN or infinite values")
     if arr.dtype != np.uint8:
-        data = np.nan_to_num(arr.astype(np.float64))
+        data = arr.astype(np.float64)
         if arr.dtype.kind == "f" and data.size and data.max() <= 1.0:
             data = data * 255.0
         elif data.size and data.max() > 255:

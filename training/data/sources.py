@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import abc
 import io
+import os
+import stat
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -27,9 +30,14 @@ from PIL import Image
 
 from dnnlib.util import UserError
 from training.data import archive
-from training.data.files import is_image_name, list_image_files
+from training.data.files import is_image_name, scan_folder
 
 FORMATS = ("png", "jpg", "npy", "hdf5", "tfds", "lmdb")
+# A zip member larger than an uncompressed 8-bit RGB image at PIL's decompression-bomb threshold
+# (Image.MAX_IMAGE_PIXELS = 89,478,485 pixels x 3 bytes = 256 MiB) cannot be a sensible image.
+MAX_MEMBER_BYTES = 256 << 20
+MAX_ZIP_BYTES = 1 << 40  # 1 TiB uncompressed in total: ~10x FFHQ-1024 as PNGs (89 GB)
+IMAGE_CHANNELS = (1, 3, 4)
 
 
 @dataclass
@@ -52,6 +60,7 @@ class Source(abc.ABC):
     count: int | None = None
     streaming = False
     others = 0
+    warnings: tuple[str, ...] = ()  # one-line notes about entries left out (links out of the folder, FIFOs)
 
     @abc.abstractmethod
     def items(self) -> Iterator[Item]:
@@ -78,7 +87,8 @@ class FolderSource(Source):
 
     def __init__(self, folder: Path):
         self.folder = folder
-        self.files, self.others = list_image_files(folder)
+        listing = scan_folder(folder)
+        self.files, self.others, self.warnings = listing.files, listing.others, tuple(listing.warnings(folder))
         self.count = len(self.files)
         self.description = f"{folder} ({self.count} image files)"
 
@@ -92,12 +102,17 @@ class FolderSource(Source):
 
 
 class ZipSource(Source):
-    """Image files inside a zip archive (read in place; members are checked first)."""
+    """Image files inside a zip archive (read in place; member names and declared sizes are checked first)."""
 
     def __init__(self, path: Path):
         self.path = path
         self.archive = archive.open_zip(path)
         members = [i for i in self.archive.infolist() if not i.is_dir() and "__MACOSX/" not in i.filename]
+        try:
+            archive.check_sizes(path, members, MAX_MEMBER_BYTES, MAX_ZIP_BYTES)
+        except UserError:
+            self.archive.close()
+            raise
         self.members = sorted((i for i in members if is_image_name(i.filename)), key=lambda i: i.filename)
         self.others = len(members) - len(self.members)
         self.count = len(self.members)
@@ -106,13 +121,43 @@ class ZipSource(Source):
     def items(self) -> Iterator[Item]:
         for info in self.members:
             yield Item(name=f"{self.path}:{info.filename}", label_key=info.filename,
-                       load=lambda i=info: Image.open(io.BytesIO(self.archive.read(i))))
+                       load=lambda i=info: self._decode(i))
+
+    def _decode(self, info: zipfile.ZipInfo) -> Image.Image:
+        """Decodes a member streamed from the archive (never more than its declared size is read)."""
+        with self.archive.open(info) as f:
+            img = Image.open(f)
+            img.load()
+        return img
 
     def _open_header(self, item: Item) -> Image.Image:
         return Image.open(self.archive.open(item.label_key))
 
     def close(self) -> None:
         self.archive.close()
+
+
+def check_image_array(shape: tuple[int, ...], dtype: np.dtype, where: str) -> None:
+    """Refuses arrays that cannot hold images: non-numeric dtypes, wrong ranks and channel counts, empty stacks.
+
+    Accepted: `[H, W]`, `[H, W, C]` (one image), `[N, H, W]`, `[N, H, W, C]` or `[N, C, H, W]` with C in 1, 3, 4;
+    unsigned/signed integers or floats.
+
+    Raises:
+        UserError: One line naming `where`, the shape or dtype found and what is expected.
+    """
+    dtype = np.dtype(dtype)
+    if dtype.kind not in "uif" or dtype.fields is not None or dtype.subdtype is not None:
+        raise UserError(f"{where}: dtype {dtype} is not pixel data; expected an integer (e.g. uint8, uint16) or "
+                        f"float array of images")
+    ndim, shown = len(shape), list(shape)
+    if ndim not in (2, 3, 4):
+        raise UserError(f"{where}: array of shape {shown} is not an image or a stack of images")
+    if ndim == 4 and shape[-1] not in IMAGE_CHANNELS and shape[1] not in IMAGE_CHANNELS:
+        raise UserError(f"{where}: array of shape {shown}: images must have 1, 3 or 4 channels ([N, H, W, C] or "
+                        f"[N, C, H, W]); found {shape[-1]}")
+    if 0 in shape:
+        raise UserError(f"{where}: array of shape {shown} holds no pixels")
 
 
 def _array_items(arr: Any, name: str, key: str) -> Iterator[Item]:
@@ -139,7 +184,10 @@ class NpySource(Source):
     """A `.npy` image stack, or a folder of `.npy` files (each one image or a stack)."""
 
     def __init__(self, path: Path):
-        self.files = sorted(path.rglob("*.npy")) if path.is_dir() else [path]
+        listing = scan_folder(path, lambda name: name.endswith(".npy") and not name.startswith(".")) \
+            if path.is_dir() else None
+        self.files = listing.files if listing else [path]
+        self.warnings = tuple(listing.warnings(path)) if listing else ()
         if not self.files:
             raise UserError(f"--images-dir {path}: no .npy files found")
         self.arrays = []
@@ -147,9 +195,8 @@ class NpySource(Source):
             try:
                 arr = np.load(f, mmap_mode="r", allow_pickle=False)
             except (OSError, ValueError) as exc:
-                raise UserError(f"{f}: not a readable .npy array ({exc})") from exc
-            if arr.ndim not in (2, 3, 4):
-                raise UserError(f"{f}: array of shape {list(arr.shape)} is not an image or a stack of images")
+                raise UserError(f"{f}: not a readable .npy array ({' '.join(str(exc).split())})") from exc
+            check_image_array(arr.shape, arr.dtype, str(f))
             self.arrays.append(arr)
         self.root = path if path.is_dir() else path.parent
         self.count = sum(1 if a.ndim == 2 or (a.ndim == 3 and a.shape[-1] in (1, 3, 4)) else a.shape[0]
@@ -176,10 +223,16 @@ class Hdf5Source(Source):
             self.file = h5py.File(path, "r")
         except OSError as exc:
             raise UserError(f"{path}: not a readable HDF5 file ({exc})") from exc
-        self.path, self.key = path, self._pick_dataset()
-        self.data = self.file[self.key]
-        if self.data.ndim not in (3, 4):
-            raise UserError(f"{path}:{self.key}: shape {list(self.data.shape)} is not a stack of images")
+        self.path = path
+        try:
+            self.key = self._pick_dataset()
+            self.data = self.file[self.key]
+            if self.data.ndim not in (3, 4):
+                raise UserError(f"{path}:{self.key}: shape {list(self.data.shape)} is not a stack of images")
+            check_image_array(self.data.shape, self.data.dtype, f"{path}:{self.key}")
+        except BaseException:
+            self.file.close()
+            raise
         self.count = int(self.data.shape[0])
         self.description = f"{path}:{self.key} ({self.count} images)"
 
@@ -192,11 +245,13 @@ class Hdf5Source(Source):
             return "images"
         progressive = [n for n in names if n.startswith("data") and "x" in n]
         if progressive:
-            return max(progressive, key=lambda n: self.file[n].shape[-1] * self.file[n].shape[-2])
+            return max(progressive, key=lambda n: int(np.prod(self.file[n].shape[-2:])))
         if len(names) == 1:
             return names[0]
-        raise UserError(f"{self.path}: cannot tell which dataset holds the images ({', '.join(names) or 'none'}); "
-                        f"name it 'images'")
+        if not names:
+            raise UserError(f"{self.path}: the HDF5 file holds no datasets; expected an image stack named 'images'")
+        shown = ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")
+        raise UserError(f"{self.path}: cannot tell which dataset holds the images ({shown}); name it 'images'")
 
     def items(self) -> Iterator[Item]:
         yield from _array_items(self.data, f"{self.path}:{self.key}", self.key)
@@ -275,6 +330,10 @@ def open_source(images_dir: str, fmt: str) -> Source:
     path = Path(images_dir)
     if not path.exists():
         raise UserError(f"--images-dir {path}: no such file or folder")
+    mode = os.stat(path).st_mode
+    if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
+        raise UserError(f"--images-dir {path}: not a regular file or folder (a FIFO, socket or device); pass a "
+                        f"folder or a file of images")
     if fmt == "npy":
         return NpySource(path)
     if fmt == "hdf5":

@@ -192,7 +192,12 @@ class DatasetWriter:
 
         Returns:
             The published dataset folder.
+
+        Raises:
+            UserError: no image was added (an empty dataset is never published).
         """
+        if self.count == 0:
+            raise UserError(f"{self.target}: no images to write; nothing published")
         for writer in self._writers:
             writer.flush()
             writer.close()
