@@ -243,6 +243,7 @@ def load_networks(path_or_name: str, cache_dir: Optional[str] = None) -> Network
     raise UserError(f"{path}: not a network file (neither a GANformer-TF2 snapshot nor an authors' TF1 pickle); "
                     "pass a network-*.pkl written by run_network.py or a released checkpoint")
 
+
 def training_facts(nets: Networks) -> dict[str, Any]:
     """What the networks were trained on, from their record: `dataset`, `ratio` and `mirror_augment` when known
     (absent for an authors' pickle loaded by path), and always `resolution` and `label_dim` (from G's config)."""
