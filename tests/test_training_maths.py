@@ -255,3 +255,20 @@ def test_minibatch_updates_w_avg_and_the_ema_as_closed_forms():
     for name, var in G.variable_dict().items():
         want = var.numpy() + beta * (gs0[name] - var.numpy()) if var.trainable else var.numpy()
         np.testing.assert_allclose(Gs.variable_dict()[name].numpy(), want, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_every_training_pass_draws_fresh_noise(monkeypatch):
+    """The original trains with randomize_noise=True: G main, D main and the regularizers all synthesize with
+    random per-sample noise, never the stored constant buffers (which would make the noise a fixed pattern)."""
+    steps = _steps(pl_weight=2.0, d_reg="r2", g_reg_interval=1, d_reg_interval=1)
+    real_synthesis, modes = steps.G.synthesis, []
+
+    def spy(*args, **kwargs):
+        modes.append(kwargs.get("noise_mode", "const"))
+        return real_synthesis(*args, **kwargs)
+
+    monkeypatch.setattr(steps.G, "synthesis", spy)
+    reals = np.random.RandomState(0).randint(0, 256, [4, 8, 8, 3]).astype(np.uint8)
+    steps.minibatch(tf.constant(reals), None, step=0)
+    # 2 rounds x (G main, G reg, D main, D reg with r2 fakes)
+    assert len(modes) == 8 and set(modes) == {"random"}, modes

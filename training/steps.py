@@ -88,7 +88,8 @@ class TrainingSteps:
         z, c = self._slice(z, round_idx), self._slice(c, round_idx)
         variables = self.G.trainable_variables
         with tf.GradientTape() as tape:
-            fakes, ws = self.G(z, c, training=True, seed=self._seed(seed, round_idx, 1), return_ws=True)
+            fakes, ws = self.G(z, c, noise_mode="random", training=True, seed=self._seed(seed, round_idx, 1),
+                               return_ws=True)
             scores = self.D(fakes, c, training=True, seed=self._seed(seed, round_idx, 2))
             loss = tf.reduce_mean(losses.generator_loss(self.opts.g_loss, scores))
         grads = tape.gradient(loss, variables)
@@ -112,7 +113,7 @@ class TrainingSteps:
 
     def _d_main_replica(self, z, c, reals, round_idx, seed):
         z, c, reals = self._slice(z, round_idx), self._slice(c, round_idx), self._slice(reals, round_idx)
-        fakes = self.G(z, c, training=True, seed=self._seed(seed, round_idx, 5))
+        fakes = self.G(z, c, noise_mode="random", training=True, seed=self._seed(seed, round_idx, 5))
         variables = self.D.trainable_variables
         with tf.GradientTape() as tape:
             real_scores = self.D(_to_float(reals), c, training=True, seed=self._seed(seed, round_idx, 6))
@@ -128,7 +129,7 @@ class TrainingSteps:
         x = _to_float(reals)
         fakes = x
         if self.opts.d_reg in ("r2", "gp"):
-            fakes = self.G(z, c, training=True, seed=self._seed(seed, round_idx, 8))
+            fakes = self.G(z, c, noise_mode="random", training=True, seed=self._seed(seed, round_idx, 8))
         variables = self.D.trainable_variables
         d_fn = lambda img: self.D(img, c, training=True, seed=self._seed(seed, round_idx, 9))  # noqa: E731
         with tf.GradientTape() as tape:
