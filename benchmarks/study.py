@@ -64,15 +64,15 @@ class StudyOptions:
     data_dir: str = "datasets"
     resolution: int = 32
     models: list[str] = field(default_factory=lambda: ["ganformer", "stylegan2"])
-    kimg: float = 20.0
-    eval_every: float = 10.0
+    kimg: float = 80.0
+    eval_every: float = 20.0
     fid_images: int = 2000
     channel_max: int = 32
     batch_size: int = 16
     batch_gpu: Optional[int] = None
-    gamma: float = 10.0
+    gamma: float = 0.0128
     seed: int = 1000
-    xla: bool = False
+    xla: bool = True
     gpus: Optional[str] = None
     shapes_images: int = 5000
     run_args: str = ""
@@ -92,9 +92,11 @@ def parse_args(argv: Optional[list[str]] = None) -> tuple[StudyOptions, str, int
     p.add_argument("--channel-max", type=int, default=d.channel_max)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--batch-gpu", type=int, default=None, help="per-replica micro-batch (default: --batch-size)")
-    p.add_argument("--gamma", type=float, default=d.gamma, help="R1 weight, the same for every model")
+    p.add_argument("--gamma", default="auto",
+                   help="R1 weight, the same for every model; auto: StyleGAN2-ADA's 0.0002 * resolution^2 / batch")
     p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--xla", choices=["true", "false"], default="false")
+    p.add_argument("--xla", choices=["true", "false"], default="true",
+                   help="compile the training steps with XLA (slower start, faster steps: worth it past a few kimg)")
     p.add_argument("--gpus", default=None, help="e.g. 0,1 (passed to run_network.py)")
     p.add_argument("--shapes-images", type=int, default=d.shapes_images, help="images to render for shapes")
     p.add_argument("--run-args", default="", help="extra run_network.py flags for every model, e.g. --run-args=--eager")
@@ -104,14 +106,31 @@ def parse_args(argv: Optional[list[str]] = None) -> tuple[StudyOptions, str, int
     a = p.parse_args(argv)
     if a.parallel < 1:
         raise UserError(f"--parallel {a.parallel}: must be >= 1")
+    gamma = auto_gamma(a.resolution, a.batch_size) if a.gamma == "auto" else _float_flag("--gamma", a.gamma)
     opts = StudyOptions(dataset=a.dataset, data_dir=a.data_dir, resolution=a.resolution,
                         models=[m.strip() for m in a.models.split(",") if m.strip()], kimg=a.kimg,
                         eval_every=a.eval_every, fid_images=a.fid_images,
-                        channel_max=a.channel_max, batch_size=a.batch_size, batch_gpu=a.batch_gpu, gamma=a.gamma,
+                        channel_max=a.channel_max, batch_size=a.batch_size, batch_gpu=a.batch_gpu, gamma=gamma,
                         seed=a.seed, xla=a.xla == "true", gpus=a.gpus, shapes_images=a.shapes_images,
                         run_args=a.run_args)
     validate(opts)
     return opts, a.result_dir, a.parallel
+
+
+def auto_gamma(resolution: int, batch_size: int) -> float:
+    """StyleGAN2-ADA's R1 heuristic `0.0002 * resolution^2 / batch` (0.0128 at 32x32, batch 16), rounded to 4
+    significant digits so that it reads the same in study.json and on the command line."""
+    return float(f"{0.0002 * resolution ** 2 / max(batch_size, 1):.4g}")
+
+
+def _float_flag(flag: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise UserError(f"{flag} {text}: give a number or auto") from None
+    if not value >= 0 or value == float("inf"):
+        raise UserError(f"{flag} {text}: must be a finite number >= 0")
+    return value
 
 
 def validate(o: StudyOptions) -> None:

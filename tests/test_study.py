@@ -13,7 +13,7 @@ from tests.train_helpers import ROOT, make_shapes
 
 STUDY = os.path.join(ROOT, "benchmarks", "study.py")
 TOY = ["--resolution", "16", "--channel-max", "16", "--kimg", "0.008", "--eval-every", "0.008", "--fid-images", "8",
-       "--batch-size", "4", "--run-args=--eager"]
+       "--batch-size", "4", "--xla", "false", "--run-args=--eager"]
 
 
 def _study(args, cwd, **kw):
@@ -34,6 +34,8 @@ def _commands(log_path):
     (["--kimg"], "--kimg"),
     (["--dataset", "nosuch"], "--dataset nosuch"),
     (["--parallel", "0"], "--parallel"),
+    (["--gamma", "nan"], "--gamma nan"),
+    (["--gamma", "often"], "--gamma often"),
 ])
 def test_bad_options_are_one_line(tmp_path, args, message):
     proc = _study([*args, "--data-dir", str(tmp_path), "--result-dir", str(tmp_path / "s")], cwd=str(tmp_path))
@@ -86,3 +88,15 @@ def test_toy_study_writes_everything_and_resumes(tmp_path):
     proc = _study([*args, "--gamma", "5"], cwd=str(tmp_path))
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 2 and "gamma" in err and len(err.strip().splitlines()) == 1
+
+
+def test_gamma_auto_is_the_ada_heuristic_resolved_before_it_is_stored(monkeypatch):
+    """--gamma auto = 0.0002 * res^2 / batch as a number in the options (so study.json and the runs agree)."""
+    monkeypatch.syspath_prepend(os.path.join(ROOT, "benchmarks"))
+    import study
+    opts, _, _ = study.parse_args([])
+    assert opts.gamma == pytest.approx(0.0128) and opts.xla
+    opts, _, _ = study.parse_args(["--resolution", "64", "--batch-size", "32"])
+    assert opts.gamma == pytest.approx(0.0256)
+    assert study.parse_args(["--gamma", "10"])[0].gamma == 10.0
+    assert "--gamma 0.0128" in " ".join(study.run_flags(study.parse_args([])[0], "stylegan2", "r"))
