@@ -14,7 +14,7 @@ import sys
 from typing import Optional
 
 from dnnlib.util import UserError, print_user_error
-from training.cli_args import build_parser, reject_unsupported
+from training.cli_args import build_parser, check_flags, reject_unsupported
 
 VIS_KINDS = {"images": "images", "latents": "latents", "maps": "maps", "layer_maps": "layer_maps",
              "interpolations": "interpolations", "noise_var": "noise_var", "style_mix": "style_mix"}
@@ -79,11 +79,13 @@ def visualize(args: argparse.Namespace, launch) -> None:
 
 
 def prepare_training(args: argparse.Namespace, launch, strategy) -> Optional[dict]:
-    """--train, first half: resolves the options, picks the run dir and checks a resume (before anything is written,
-    and before --eval/--vis run). Returns what `train` needs, or None for --dry-run."""
+    """--train, first half: resolves the options, builds the configs (checking the architecture shape-only), picks
+    the run dir and checks a resume: all before anything is written or trained, and before --eval/--vis run. The
+    flags on their own were checked by `check_flags`. Returns what `train` needs, or None for --dry-run."""
+    from training.cli_args import check_metrics
     from training.presets import configs_from_options
-    dataset = launch.open_training_dataset(args)
     options = launch.model_options(args)
+    dataset = launch.open_training_dataset(args)  # its metadata: the networks' resolution, channels and labels
     ratio = launch.dataset_ratio(args, dataset)
     if dataset.resolution > 256 and ratio <= 0.5:
         options["crop_ratio"] = ratio
@@ -95,6 +97,10 @@ def prepare_training(args: argparse.Namespace, launch, strategy) -> Optional[dic
         g_cfg, d_cfg = _configs_from_record(saved)
         opts = launch.replace_training(opts, saved["training"])
     opts.validate(strategy.num_replicas_in_sync)
+    check_metrics(opts.metrics)
+    launch.check_architecture(g_cfg, d_cfg)
+    if opts.pretrained_pkl and not resuming:  # a resumed run continues its checkpoint
+        launch.check_pretrained(opts.pretrained_pkl)
     record = launch.options_record(options, opts, g_cfg, d_cfg, launch.preset_name(args))
     if resuming:
         launch.check_resume(run_dir, record)
@@ -152,6 +158,7 @@ def describe(args: argparse.Namespace, launch) -> None:
     from training.networks import Discriminator, Generator
     res = args.resolution or 256
     g_cfg, d_cfg = configs_from_options(launch.model_options(args), res)
+    launch.check_architecture(g_cfg, d_cfg)
     G, D = Generator(g_cfg), Discriminator(d_cfg)
     print(f"{launch.preset_name(args)} at {res}x{res}: G {G.num_params():,} parameters "
           f"({len(G.variable_dict())} variables), D {D.num_params():,} parameters; pass --train, --eval or --vis")
@@ -162,6 +169,7 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     reject_unsupported(args)
     _set_device_env(args)
+    check_flags(args)  # every flag on its own, before any work (imports TensorFlow: after the device environment)
     from training import launch
     strategy = launch.make_strategy(args)
     if not (args.train or args.eval or args.vis):

@@ -50,6 +50,42 @@ _SHORT = reprlib.Repr()
 _SHORT.maxstring = _SHORT.maxother = 40
 
 
+class Range(NamedTuple):
+    """The allowed values of a numeric option: `lo <= value <= hi` (an open end excludes it); floats must be finite.
+
+    Used for the training options (`training.options.OPTION_RANGES`) and the command-line flags
+    (`training.cli_args.check_flags`), whose messages name the flag.
+    """
+
+    lo: float = -math.inf
+    hi: float = math.inf
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def describe(self) -> str:
+        """E.g. `>= 1`, `> 0`, `in [0, 1)`."""
+        lower = (f"> {_number(self.lo)}" if self.lo_open else f">= {_number(self.lo)}") if self.lo > -2 ** 62 else ""
+        upper = (f"< {_number(self.hi)}" if self.hi_open else f"<= {_number(self.hi)}") if self.hi < 2 ** 62 else ""
+        if not (lower and upper):  # (bounds beyond 2**62, e.g. int64's largest count, are not worth a mention)
+            return lower or upper
+        return f"in {'(' if self.lo_open else '['}{_number(self.lo)}, {_number(self.hi)}{')' if self.hi_open else ']'}"
+
+    def check(self, flag: str, value: Any, integer: bool) -> None:
+        """Raises a one-line `UserError` naming `flag` unless `value` is a number of the kind and in the range."""
+        kind = "an integer" if integer else "a finite number"
+        is_number = isinstance(value, (int, np.integer) if integer else (int, float, np.integer, np.floating))
+        ok = (is_number and not isinstance(value, (bool, np.bool_))
+              and (isinstance(value, (int, np.integer)) or math.isfinite(value))
+              and (value > self.lo if self.lo_open else value >= self.lo)
+              and (value < self.hi if self.hi_open else value <= self.hi))
+        if not ok:
+            raise UserError(f"{flag} {_SHORT.repr(value)}: must be {' '.join(filter(None, (kind, self.describe())))}")
+
+
+def _number(x: float) -> str:
+    return f"{int(x)}" if float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"
+
+
 def _type_name(hint: Any) -> str:
     args = [a for a in typing.get_args(hint) if a is not type(None)]
     base = args[0] if args else hint
@@ -218,7 +254,8 @@ class GeneratorConfig:
         if (self.img2ltnt or self.ltnt2ltnt) and not self.transformer:
             raise UserError("G: --g-img2ltnt / --g-ltnt2ltnt need --transformer")
         if self.attention.use_pos and self.transformer and self.pos_dim % 4 and self.attention.pos_type == "sinus":
-            raise UserError(f"G: sinusoidal positions need pos_dim divisible by 4, got {self.pos_dim}")
+            raise UserError(f"G: sinusoidal positions need pos_dim divisible by 4, got {self.pos_dim} (--pos-dim; "
+                            "default: --latent-size / --components-num)")
         for name in ("style_mixing", "component_mixing", "component_dropout"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise UserError(f"G: {name} must be in [0, 1]")
