@@ -35,7 +35,13 @@ TRAINING_VALUES = {
     "maps-snapshot-ticks": "7", "seed": "3", "deterministic": "true", "xla": "false", "eager": "true",
     "last-snapshots": "2", "pretrained-pkl": "x.pkl", "train-images-num": "10", "mirror-augment": "true",
     "ratio": "0.5", "num-threads": "2", "cache-dir": "/tmp/cache", "gpus": "0,1",
+    "aug": "ada", "augpipe": "bgcf", "p": "0.3", "target": "0.7", "ada-kimg": "100", "ada-interval": "8",
+    "diffaugment": "color",
 }
+# The --aug mode a training flag applies to (it is refused with the others, tests/test_ada.py).
+TRAINING_CONTEXT = {"augpipe": ["--aug", "ada"], "p": ["--aug", "ada"], "target": ["--aug", "ada"],
+                    "ada-kimg": ["--aug", "ada"], "ada-interval": ["--aug", "ada"],
+                    "diffaugment": ["--aug", "diffaugment"]}
 EXPECTED_TRAINING = {"metrics": ["fid", "kid"], "gpus": [0, 1]}  # parsed forms; others: the flag's typed value
 VIS_FLAGS = {"vis-images", "vis-latents", "vis-maps", "vis-layer-maps", "vis-interpolations", "vis-noise-var",
              "vis-style-mix", "vis-grid", "vis-num", "vis-rich-num", "vis-section-size", "blending-alpha",
@@ -82,7 +88,7 @@ def test_model_flag_reaches_the_network_configs(flag):
 
 @pytest.mark.parametrize("flag", sorted(TRAINING_VALUES))
 def test_training_flag_reaches_the_training_options(flag):
-    args = _parse("--dataset", "shapes", f"--{flag}", TRAINING_VALUES[flag])
+    args = _parse("--dataset", "shapes", *TRAINING_CONTEXT.get(flag, []), f"--{flag}", TRAINING_VALUES[flag])
     opts = launch.training_options(args, types.SimpleNamespace(resolution=16, ratio=1.0), "run")
     key = flag.replace("-", "_")
     field = {f.name: f for f in dataclasses.fields(TrainingOptions)}[key]

@@ -162,13 +162,18 @@ class TrainCheckpoint:
     Args:
         run_dir: The run directory.
         max_to_keep: Number of checkpoints kept.
+        optional: Names of trackables that checkpoints of older versions lack (e.g. `augment`, the augmentation
+            state): such a checkpoint restores everything else and leaves them at their initial values.
         **trackables: Objects to save (networks, optimizers, progress).
     """
 
-    def __init__(self, run_dir: str, max_to_keep: int = 3, **trackables: tf.Module) -> None:
+    def __init__(self, run_dir: str, max_to_keep: int = 3, optional: tuple[str, ...] = (),
+                 **trackables: tf.Module) -> None:
         self.directory = os.path.join(run_dir, "checkpoints")
         self.max_to_keep = max(1, max_to_keep)
-        self.ckpt = tf.train.Checkpoint(**{k: _by_name(v) for k, v in trackables.items()})
+        self._objects = {k: _by_name(v) for k, v in trackables.items()}
+        self._optional = tuple(optional)
+        self.ckpt = tf.train.Checkpoint(**self._objects)
         self._variables = [var for obj in trackables.values() for var in obj.variables]
         self._manager: Optional[tf.train.CheckpointManager] = None
 
@@ -240,7 +245,15 @@ class TrainCheckpoint:
     def _restore(self, prefix: str) -> Optional[str]:
         """Restores `prefix`; returns why it failed, or None."""
         try:
-            self.ckpt.restore(prefix).assert_existing_objects_matched()
+            ckpt = self.ckpt
+            saved = {name.split("/", 1)[0] for name, _ in tf.train.list_variables(prefix)}
+            absent = [k for k in self._optional if k not in saved]
+            if absent:  # an older checkpoint: restore what it has
+                ckpt = tf.train.Checkpoint(**{k: v for k, v in self._objects.items() if k not in absent})
+            ckpt.restore(prefix).assert_existing_objects_matched()
+            if absent:
+                print(f"{os.path.basename(prefix)} predates the state of {', '.join(absent)}: starting it afresh",
+                      flush=True)
         except Exception as exc:  # TF's errors for damaged or foreign files vary (DataLoss, OpError, ValueError ...)
             message = " ".join(str(exc).split())
             return f"TensorFlow cannot restore it ({type(exc).__name__}: {message[:200]})"

@@ -6,10 +6,16 @@ minibatch are given to every replica, which takes its slice, so the result does 
 out over replicas and rounds (1 replica x 2 rounds == 2 replicas x 1 round). Gradients are summed over replicas
 (`strategy.reduce`) and rounds and divided by the number of slices; non-finite gradients skip the update; optional
 clipping by global norm. Each phase's per-replica computation is one `tf.function` (XLA when enabled).
+
+Augmentation (`--aug`, `training.ada`): every image D sees (fakes in G main, reals and fakes in D main, the
+regularized images in D reg) goes through the augmentation with probability p (the checkpointed `AugmentState`),
+with a stateless seed per slice, so it too is independent of the replica layout; R1 is taken with respect to the
+un-augmented reals, through the augmentation. With `--aug ada`, the mean sign of D's real scores updates p.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -17,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from training import loss as losses
+from training.ada import AugmentState, ada_adjustment, build_augment
 from training.networks.discriminator import Discriminator
 from training.networks.generator import Generator
 from training.optimizer import Adam
@@ -50,18 +57,24 @@ class TrainingSteps:
         opts: Training options.
         strategy: The tf.distribute strategy (the default strategy on one device).
         pl_mean: Running mean of the path lengths (a variable of the progress state).
+        aug_state: p and ADA's accumulator (checkpointed by the caller); None: a new one at `opts.p`.
     """
 
     def __init__(self, G: Generator, D: Discriminator, Gs: Generator, g_opt: Adam, d_opt: Adam,
-                 opts: TrainingOptions, strategy: tf.distribute.Strategy, pl_mean: tf.Variable) -> None:
+                 opts: TrainingOptions, strategy: tf.distribute.Strategy, pl_mean: tf.Variable,
+                 aug_state: Optional[AugmentState] = None) -> None:
         self.G, self.D, self.Gs, self.g_opt, self.d_opt = G, D, Gs, g_opt, d_opt
         self.opts, self.strategy, self.pl_mean = opts, strategy, pl_mean
+        self.augment = build_augment(opts, D.cfg.num_channels)
+        self.aug_state = aug_state if aug_state is not None else AugmentState(opts.p)
+        self._probe: Optional[Callable] = None
         self.replicas = strategy.num_replicas_in_sync
         self.rounds = opts.batch_size // (opts.batch_gpu * self.replicas)
         self.slices = self.rounds * self.replicas
         # autograph is off: all control flow here is on Python values (tracing is several times faster).
         wrap = (lambda f: f) if opts.eager else (lambda f: tf.function(f, jit_compile=opts.xla, autograph=False))
         outer = (lambda f: f) if opts.eager else (lambda f: tf.function(f, autograph=False))
+        self._wrap = wrap
         self._g_main = outer(self._distributed(wrap(self._g_main_replica)))
         self._g_reg = outer(self._distributed(wrap(self._g_reg_replica)))
         self._d_main = outer(self._distributed(wrap(self._d_main_replica)))
@@ -84,13 +97,20 @@ class TrainingSteps:
         s = tf.cast(round_idx * self.replicas + rid, tf.int64)
         return tf.random.experimental.stateless_fold_in(tf.random.experimental.stateless_fold_in(seed, s), salt)
 
-    def _g_main_replica(self, z, c, round_idx, seed):
+    def _aug(self, images: tf.Tensor, p: tf.Tensor, round_idx: tf.Tensor, seed: tf.Tensor, salt: int) -> tf.Tensor:
+        """The images as D sees them: augmented with probability `p` (unchanged with --aug noaug)."""
+        if self.augment is None:
+            return images
+        return self.augment(images, p, self._seed(seed, round_idx, salt))
+
+    def _g_main_replica(self, z, c, p, round_idx, seed):
         z, c = self._slice(z, round_idx), self._slice(c, round_idx)
         variables = self.G.trainable_variables
         with tf.GradientTape() as tape:
             fakes, ws = self.G(z, c, noise_mode="random", training=True, seed=self._seed(seed, round_idx, 1),
                                return_ws=True)
-            scores = self.D(fakes, c, training=True, seed=self._seed(seed, round_idx, 2))
+            scores = self.D(self._aug(fakes, p, round_idx, seed, 12), c, training=True,
+                            seed=self._seed(seed, round_idx, 2))
             loss = tf.reduce_mean(losses.generator_loss(self.opts.g_loss, scores))
         grads = tape.gradient(loss, variables)
         grads = _dense_grads(grads, variables)
@@ -111,27 +131,30 @@ class TrainingSteps:
         grads = _dense_grads(grads, variables)
         return grads, {"G/pl_penalty": tf.reduce_mean(penalty), "pl_mean": new_mean}
 
-    def _d_main_replica(self, z, c, reals, round_idx, seed):
+    def _d_main_replica(self, z, c, reals, p, round_idx, seed):
         z, c, reals = self._slice(z, round_idx), self._slice(c, round_idx), self._slice(reals, round_idx)
         fakes = self.G(z, c, noise_mode="random", training=True, seed=self._seed(seed, round_idx, 5))
+        reals, fakes = self._aug(_to_float(reals), p, round_idx, seed, 13), self._aug(fakes, p, round_idx, seed, 14)
         variables = self.D.trainable_variables
         with tf.GradientTape() as tape:
-            real_scores = self.D(_to_float(reals), c, training=True, seed=self._seed(seed, round_idx, 6))
+            real_scores = self.D(reals, c, training=True, seed=self._seed(seed, round_idx, 6))
             fake_scores = self.D(fakes, c, training=True, seed=self._seed(seed, round_idx, 7))
             loss = tf.reduce_mean(losses.discriminator_loss(self.opts.d_loss, real_scores, fake_scores))
         grads = tape.gradient(loss, variables)
         grads = _dense_grads(grads, variables)
         return grads, {"D/loss": loss, "scores/real": tf.reduce_mean(real_scores),
-                       "scores/fake": tf.reduce_mean(fake_scores)}
+                       "scores/fake": tf.reduce_mean(fake_scores), "scores/real_sign": tf.reduce_mean(
+                           tf.sign(real_scores))}
 
-    def _d_reg_replica(self, z, c, reals, round_idx, seed):
+    def _d_reg_replica(self, z, c, reals, p, round_idx, seed):
         z, c, reals = self._slice(z, round_idx), self._slice(c, round_idx), self._slice(reals, round_idx)
         x = _to_float(reals)
         fakes = x
         if self.opts.d_reg in ("r2", "gp"):
             fakes = self.G(z, c, noise_mode="random", training=True, seed=self._seed(seed, round_idx, 8))
         variables = self.D.trainable_variables
-        d_fn = lambda img: self.D(img, c, training=True, seed=self._seed(seed, round_idx, 9))  # noqa: E731
+        d_fn = lambda img: self.D(self._aug(img, p, round_idx, seed, 15), c, training=True,  # noqa: E731
+                                  seed=self._seed(seed, round_idx, 9))
         with tf.GradientTape() as tape:
             reg, sq = losses.discriminator_reg(self.opts.d_reg, d_fn, x, fakes, self.opts.gamma,
                                                seed=self._seed(seed, round_idx, 10))
@@ -217,8 +240,9 @@ class TrainingSteps:
         z_g = tf.random.stateless_normal([opts.batch_size, K, d], keys[0])
         z_d = tf.random.stateless_normal([opts.batch_size, K, d], keys[1])
         c = None if labels is None else tf.cast(labels, tf.float32)
+        p = tf.convert_to_tensor(self.aug_state.p)
         stats: dict[str, tf.Tensor] = {}
-        grads, s = self._phase(self._g_main, keys[2], z_g, c)
+        grads, s = self._phase(self._g_main, keys[2], z_g, c, p)
         norm, finite = self._apply_g(grads)
         self.G.update_w_avg(s.pop("w_mean"))
         stats.update(s, **{"G/grad_norm": norm, "G/skipped": 1.0 - tf.cast(finite, tf.float32)})
@@ -227,17 +251,44 @@ class TrainingSteps:
             norm, _ = self._apply_g(grads)
             self.pl_mean.assign(s.pop("pl_mean"))
             stats.update(s, **{"G/reg_grad_norm": norm})
-        grads, s = self._phase(self._d_main, keys[3], z_d, c, reals)
+        grads, s = self._phase(self._d_main, keys[3], z_d, c, reals, p)
         norm, finite = self._apply_d(grads)
         stats.update(s, **{"D/grad_norm": norm, "D/skipped": 1.0 - tf.cast(finite, tf.float32)})
+        if opts.aug == "ada":
+            self._adapt_p(s["scores/real_sign"], step)
         if opts.d_reg != "non" and opts.gamma > 0 and step % opts.d_reg_interval == 0:
-            grads, s = self._phase(self._d_reg, keys[3], z_d, c, reals)
+            grads, s = self._phase(self._d_reg, keys[3], z_d, c, reals, p)
             norm, _ = self._apply_d(grads)
             stats.update(s, **{"D/reg_grad_norm": norm})
         nimg = step * opts.batch_size if cur_nimg is None else cur_nimg
         beta = ema_beta(opts.batch_size, opts.ema_kimg, opts.ema_rampup, nimg)
         self._ema(tf.constant(beta, tf.float32))
         return stats
+
+    def _adapt_p(self, mean_sign: tf.Tensor, step: int) -> None:
+        """ADA: accumulates sign(D(reals)) of minibatch `step`; after every `ada_interval`-th minibatch moves p."""
+        opts = self.opts
+        self.aug_state.accumulate(mean_sign, opts.batch_size)
+        if (step + 1) % opts.ada_interval == 0:
+            self.aug_state.adjust(opts.target, ada_adjustment(opts.batch_size, opts.ada_interval, opts.ada_kimg))
+
+    def augment_seconds(self, reals: Optional[tf.Tensor]) -> float:
+        """Estimated seconds one minibatch spends augmenting (0 without augmentation): the augmentation of one slice
+        of `reals` (uint8 `[>= batch_gpu, H, W, C]`) is timed (forward only, compiled like the steps; the first call
+        compiles it untimed) and scaled to the slices D sees per minibatch (reals and fakes of D main, fakes of G
+        main, and the R1 pass's share)."""
+        if self.augment is None or reals is None:
+            return 0.0
+        x = reals[:self.opts.batch_gpu]
+        p, seed = tf.convert_to_tensor(self.aug_state.p), tf.constant([self.opts.seed, -1], tf.int64)
+        if self._probe is None:
+            self._probe = self._wrap(lambda images, prob, s: self.augment(_to_float(images), prob, s))
+            self._probe(x, p, seed).numpy()
+        start = time.perf_counter()
+        self._probe(x, p, seed).numpy()
+        elapsed = time.perf_counter() - start
+        reg = self.opts.d_reg != "non" and self.opts.gamma > 0
+        return elapsed * self.slices * (3 + (1.0 / self.opts.d_reg_interval if reg else 0.0))
 
 
 def ema_beta(batch_size: int, ema_kimg: float, ema_rampup: Optional[float], cur_nimg: int) -> float:

@@ -96,9 +96,13 @@ def status_line(record: dict[str, float], total_kimg: float) -> str:
     eta = ""
     if record.get("Timing/sec_per_kimg"):
         eta = format_time(max(0.0, total_kimg - record["Progress/kimg"]) * record["Timing/sec_per_kimg"])
+    augment = ""  # with --aug: p (ada/fixed), r_t = E[sign(D(reals))] over the tick, augmentation s/step
+    if "Timing/augment_sec_per_step" in record:
+        augment = (f"p {g('Augment/p')} rt {g('scores/real_sign')} "
+                   f"aug {record['Timing/augment_sec_per_step']:.3f}s/step ")
     return (f"tick {int(record['Progress/tick']):<4d} kimg {record['Progress/kimg']:<9.3f} "
             f"G {g('G/loss')} D {g('D/loss')} R1 {g('D/reg')} "
-            f"|gradG| {g('G/grad_norm')} |gradD| {g('D/grad_norm')} "
+            f"|gradG| {g('G/grad_norm')} |gradD| {g('D/grad_norm')} {augment}"
             f"sec/tick {record['Timing/sec_per_tick']:<7.1f} sec/kimg {record['Timing/sec_per_kimg']:<7.2f} "
             f"eta {eta or '-':<10s} mem {record['Resources/peak_mem_gb']:.2f}GB")
 

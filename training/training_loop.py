@@ -19,6 +19,7 @@ from tqdm import tqdm
 from dnnlib.disk import disk_full_as_user_error, format_bytes
 from dnnlib.util import write_atomic
 from training import snapshot
+from training.ada import AugmentState
 from training.checkpoint import Progress, TrainCheckpoint, clean_leftovers, list_snapshots, snapshot_label
 from training.config import DiscriminatorConfig, GeneratorConfig
 from training.networks.discriminator import Discriminator
@@ -71,15 +72,18 @@ class Trainer:
             self.g_opt = Adam(self.G.trainable_variables, opts.g_lr, reg_interval=opts.g_reg_interval, name="g_opt")
             self.d_opt = Adam(self.D.trainable_variables, opts.d_lr, reg_interval=opts.d_reg_interval, name="d_opt")
             self.progress = Progress()
+            self.aug_state = AugmentState(opts.p)
         ckpt_dir = opts.run_dir if self.chief else tempfile.mkdtemp(prefix="ganformer-worker-")
         self.ckpt = TrainCheckpoint(ckpt_dir, max_to_keep=3, G=self.G, D=self.D, Gs=self.Gs, g_opt=self.g_opt,
-                                    d_opt=self.d_opt, progress=self.progress)
+                                    d_opt=self.d_opt, progress=self.progress, augment=self.aug_state,
+                                    optional=("augment",))
         self.steps = TrainingSteps(self.G, self.D, self.Gs, self.g_opt, self.d_opt, opts, self.strategy,
-                                   self.progress.pl_mean)
+                                   self.progress.pl_mean, aug_state=self.aug_state)
         self.log = StatsLog(opts.run_dir, tensorboard=opts.summarize, enabled=self.chief)
         if metrics_fn is not None:  # metric values go to TensorBoard too, next to the training scalars
             self.metrics_fn = functools.partial(metrics_fn, tb_writer=self.log.writer)
         self._stop = False
+        self._last_reals: Optional[tf.Tensor] = None
         self._restored = False
         self._stopped_on_snapshot = False
 
@@ -88,6 +92,8 @@ class Trainer:
         """Resumes from the newest checkpoint of the run, else loads `pretrained_pkl` weights; returns a message."""
         path = self.ckpt.restore_latest()
         self._restored = bool(path)
+        if self.opts.aug == "fixed":  # a constant p, whatever an earlier run of this checkpoint used
+            self.aug_state.p.assign(self.opts.p)
         if path:
             return f"Resuming from {path} at {self.progress.kimg:.3f} kimg"
         if self.opts.pretrained_pkl:
@@ -168,6 +174,7 @@ class Trainer:
         while True:
             batch = next(it)
             reals, labels = batch if isinstance(batch, tuple) else (batch, None)
+            self._last_reals = reals
             stats = self.steps.minibatch(reals, labels, step=int(prog.minibatch.numpy()),
                                          cur_nimg=int(prog.cur_nimg.numpy()))
             self.log.add(stats)
@@ -203,6 +210,10 @@ class Trainer:
                  "Timing/sec_per_tick": tick_time, "Timing/sec_per_kimg": tick_time / kimg_done,
                  "Timing/total_sec": total_time, "Timing/total_hours": total_time / 3600.0,
                  "Resources/peak_mem_gb": peak_memory_gb()}
+        if self.opts.aug in ("ada", "fixed"):
+            extra["Augment/p"] = float(self.aug_state.p.numpy())
+        if self.steps.augment is not None:
+            extra["Timing/augment_sec_per_step"] = self.steps.augment_seconds(self._last_reals)
         return self.log.flush(extra, step=nimg)
 
     def _tick_outputs(self, done: bool, tick: int) -> None:
