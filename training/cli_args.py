@@ -10,6 +10,8 @@ import argparse
 from typing import Any, Optional
 
 from dnnlib.util import OneLineArgumentParser, UserError
+from training.config import (ARCHITECTURES, FIELD_RANGES, INTEGRATIONS, MERGE_TYPES, NORMS, POS_INITS, POS_TYPES,
+                             Range)
 
 EXAMPLES = """\
 examples:
@@ -51,13 +53,21 @@ def str2bool(v: Any) -> bool:
 def _none_or(kind: type):
     def parse(v: str) -> Optional[Any]:
         return None if str(v).lower() == "none" else kind(v)
+    parse.kind = kind  # type: ignore[attr-defined]  # what it parses, for `value_kind`
+    parse.__name__ = kind.__name__  # argparse names the type in "invalid int value" messages
     return parse
+
+
+def value_kind(action: argparse.Action) -> Any:
+    """The type a flag's value is parsed as (`int` for `--mapping-dim`, which also takes `none`)."""
+    return getattr(action.type, "kind", action.type)
 
 
 def _flag(group, name: str, kind: Any = str, **kw) -> None:
     if kind is bool:
         group.add_argument(name, type=str2bool, nargs="?", const=True, **kw)
     else:
+        kw.setdefault("choices", MODEL_CHOICES.get(name[2:]))
         group.add_argument(name, type=kind, **kw)
 
 
@@ -168,6 +178,28 @@ MODEL_FLAGS: dict[str, Any] = {
     "pos-type": str, "pos-init": str, "pos-directions-num": int, "kgan": bool, "merge-layer": int,
     "merge-type": str, "merge-same": bool, "channel-max": int, "channel-base": int,
 }
+# The allowed values of the model flags that name a config field: the config's own choices and ranges.
+MODEL_CHOICES: dict[str, tuple] = {
+    "g-arch": ARCHITECTURES, "d-arch": ARCHITECTURES, "normalize": NORMS, "integration": INTEGRATIONS,
+    "pos-type": POS_TYPES, "pos-init": POS_INITS, "merge-type": MERGE_TYPES,
+}
+_MODEL_FIELDS = {  # flag -> the config field it sets (`training.presets.configs_from_options`)
+    "mapping-layersnum": "mapping_layers", "mapping-lrmul": "mapping_lrmul", "mapping-dim": "mapping_dim",
+    "mapping-shared-dim": "mapping_shared_dim", "latent-size": "latent_dim", "components-num": "components_num",
+    "num-heads": "num_heads", "g-start-res": "start_res", "g-end-res": "end_res", "d-start-res": "start_res",
+    "d-end-res": "end_res", "kmeans-iters": "kmeans_iters", "g-img2img": "img2img", "d-img2img": "img2img",
+    "pos-dim": "pos_dim", "pos-directions-num": "pos_directions_num", "merge-layer": "merge_layer",
+    "channel-max": "channel_max", "channel-base": "channel_base", "truncation-psi": "truncation_psi",
+}
+MAX_IMAGES = 100_000  # samples of one --vis call (as generate.py)
+# Ranges of the numeric flags that are not training options (those are `training.options.OPTION_RANGES`), by dest.
+FLAG_RANGES: dict[str, Range] = {
+    **{flag.replace("-", "_"): Range(*FIELD_RANGES[name]) for flag, name in _MODEL_FIELDS.items()},
+    "style_mixing": Range(0.0, 1.0), "component_mixing": Range(0.0, 1.0), "component_dropout": Range(0.0, 1.0),
+    "attention_dropout": Range(0.0, 1.0, hi_open=True), "cpu_replicas": Range(1, 256),
+    "vis_num": Range(1, MAX_IMAGES), "vis_rich_num": Range(0, MAX_IMAGES), "vis_section_size": Range(1, MAX_IMAGES),
+    "blending_alpha": Range(0.0, 1.0), "interpolation_density": Range(2, 10_000),
+}
 # The original's flags that have no meaning here: accepted by the parser, refused with the reason.
 REJECTED_FLAGS: dict[str, str] = {
     "iterative": "non-parametric k-means is not supported (it never worked in the original)",
@@ -190,6 +222,49 @@ def reject_unsupported(args: argparse.Namespace) -> None:
     for name, reason in REJECTED_FLAGS.items():
         if hasattr(args, name.replace("-", "_")):
             raise UserError(f"--{name}: {reason}")
+
+
+def check_flags(args: argparse.Namespace) -> None:
+    """Validates every flag on its own and the combinations that need no dataset, before any work starts.
+
+    Every number must be finite and in its range (`training.options.OPTION_RANGES` for the training options,
+    `FLAG_RANGES` for the others), `--gpus` must parse, `--batch-size` must split into `--batch-gpu` micro-batches and
+    `--metrics` must name registered metrics when they will run. The architecture (e.g. `--num-heads` dividing each
+    attention width) is checked when the configs are built (`training.launch.check_architecture`). Imports
+    TensorFlow (through the options and the metric registry): call it after the device environment is set.
+
+    Raises:
+        UserError: One line naming the flag, the value and what it must be.
+    """
+    from training.options import MAX_SEED, OPTION_RANGES, check_batch_split, check_option
+    for dest, value in vars(args).items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue  # strings, switches and unset optional numbers
+        if dest in OPTION_RANGES:
+            check_option(dest, value)
+        else:
+            FLAG_RANGES.get(dest, Range()).check("--" + dest.replace("_", "-"), value, integer=isinstance(value, int))
+    check_option("gpus", parse_gpus(args.gpus))
+    if args.train:  # training splits each batch; --eval and --vis only use --batch-gpu
+        check_batch_split(args.batch_size, args.batch_gpu, args.cpu_replicas or 1)
+    if args.vis and args.seed + args.vis_num - 1 > MAX_SEED:
+        raise UserError(f"--seed {args.seed} --vis-num {args.vis_num}: the samples use seeds --seed .. --seed + "
+                        f"--vis-num - 1, which must be <= {MAX_SEED}; pass a smaller --seed")
+    if args.train or args.eval:
+        check_metrics(parse_metrics(args.metrics))
+
+
+def parse_metrics(text: str) -> list[str]:
+    """`--metrics` as names: `fid,kid` -> ["fid", "kid"]; `none` -> []."""
+    return [] if text.strip().lower() == "none" else [m.strip() for m in text.split(",") if m.strip()]
+
+
+def check_metrics(names: list[str]) -> None:
+    """Raises `UserError` naming `--metrics` and the known names when a name is not a registered metric."""
+    if names:
+        from metrics.registry import get_metric  # imports TensorFlow
+        for name in names:
+            get_metric(name)
 
 
 def parse_gpus(text: Optional[str]) -> Optional[list[int]]:

@@ -17,7 +17,7 @@ import tensorflow as tf
 from dnnlib.util import UserError
 from training import presets
 from training.checkpoint import list_snapshots
-from training.cli_args import MODEL_FLAGS, parse_gpus
+from training.cli_args import MODEL_FLAGS, parse_gpus, parse_metrics
 from training.config import DiscriminatorConfig, GeneratorConfig, config_changes, to_dict
 from training.data.catalog import CATALOG, dataset_constants
 from training.options import TrainingOptions
@@ -88,7 +88,7 @@ def training_options(args: argparse.Namespace, dataset: Any, run_dir: str) -> Tr
     _, preset_gamma, _ = dataset_constants(args.dataset)
     gamma = passed.get("gamma", preset_gamma if args.ganformer_default else 10.0)
     mirror = dataset_mirror(args)
-    metrics = [] if args.metrics.lower() == "none" else [m for m in args.metrics.split(",") if m]
+    metrics = parse_metrics(args.metrics)
     return TrainingOptions(
         run_dir=run_dir, dataset=args.dataset, resolution=dataset.resolution, ratio=dataset_ratio(args, dataset),
         mirror_augment=bool(mirror), train_images_num=args.train_images_num, batch_size=args.batch_size,
@@ -195,10 +195,11 @@ def options_record(options: dict[str, Any], train: TrainingOptions, g_cfg: Any, 
 
 
 def check_resume(run_dir: str, record: dict[str, Any]) -> None:
-    """Prints what changed since the run's saved options; refuses changes of the networks' architecture.
+    """Refuses changes of the networks' architecture since the run's saved options; prints the allowed changes.
 
     What may change is a property of the config schema (`training.config.runtime_field`); G and D configs are
-    compared field by field, nested attention options included. Raises `UserError` before anything is written.
+    compared field by field, nested attention options included. Raises `UserError` (one line naming the changed
+    settings with their old and new values) before anything is written or printed.
     """
     path = os.path.join(run_dir, OPTIONS_FILE)
     if not os.path.exists(path):
@@ -208,12 +209,62 @@ def check_resume(run_dir: str, record: dict[str, Any]) -> None:
     changes = [(section, change) for section, cls in (("training", TrainingOptions), ("G", GeneratorConfig),
                                                       ("D", DiscriminatorConfig))
                for change in config_changes(cls, old.get(section, {}), record[section])]
+    arch = [f"{section}.{c.path} {c.old!r} -> {c.new!r}" for section, c in changes
+            if section != "training" and not c.runtime]
+    if arch:
+        more = f" and {len(arch) - 4} more" if len(arch) > 4 else ""
+        raise UserError(f"{run_dir}: the architecture differs from the run's ({', '.join(arch[:4])}{more}); "
+                        "pass --restart for a new run or the original flags to resume")
     for section, c in changes:
         print(f"Resume: {section}.{c.path} changed: {c.old!r} -> {c.new!r}")
-    arch = [f"{section}.{c.path}" for section, c in changes if section != "training" and not c.runtime]
-    if arch:
-        raise UserError(f"{run_dir}: the architecture differs from the run's ({', '.join(arch[:4])}); "
-                        "pass --restart for a new run or the original flags to resume")
+
+
+def check_architecture(g_cfg: GeneratorConfig, d_cfg: DiscriminatorConfig) -> None:
+    """Builds G and D shape-only (variables counted, never allocated; no TensorFlow graph) so that model options
+    that only fail inside the networks are refused before any work: a `--num-heads` that does not divide every
+    attention width is named with the widths and the head counts that fit; any other unbuildable combination is one
+    line too.
+
+    Raises:
+        UserError: One line naming the flag (or the setting) and what fits.
+    """
+    from training.network_limits import network_values
+    for name, cfg in (("G", g_cfg), ("D", d_cfg)):
+        heads = cfg.attention.num_heads
+        one_head = dataclasses.replace(cfg, attention=dataclasses.replace(cfg.attention, num_heads=1))
+        network_values(one_head, name)  # one line for anything unbuildable but the head count
+        widths = attention_widths(one_head)
+        if any(w % heads for w in widths):
+            fits = [n for n in range(1, max(widths) + 1) if all(w % n == 0 for w in widths)]
+            raise UserError(f"--num-heads {heads}: must divide every attention width of {name} "
+                            f"({', '.join(map(str, widths))}); pass one of {', '.join(map(str, fits))}")
+        if heads > 1:
+            network_values(cfg, name)
+
+
+def check_pretrained(spec: str) -> None:
+    """--pretrained-pkl of a new run: a catalog name must be known and a local file must exist (checked here, before
+    the run dir is made; URLs and catalog files are fetched when the weights are loaded)."""
+    from dnnlib.tflib.catalog import CATALOG, CATALOG_PREFIX, resolve_network_path
+    spec = spec.strip()
+    if spec.startswith(CATALOG_PREFIX):
+        if spec not in CATALOG:
+            raise UserError(f"--pretrained-pkl {spec}: unknown pretrained network; known names: {', '.join(CATALOG)}")
+    elif not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", spec):
+        try:
+            resolve_network_path(spec)  # a local path: only checked
+        except UserError as exc:
+            raise UserError(f"--pretrained-pkl {exc}") from None
+
+
+def attention_widths(cfg: GeneratorConfig | DiscriminatorConfig) -> list[int]:
+    """The widths of the network's attention layers (sorted, distinct), from a shape-only build."""
+    from training.networks.attention import AttentionLayer
+    from training.networks.discriminator import Discriminator
+    from training.networks.generator import Generator
+    from training.networks.module import ShapeOnlyRng
+    net = (Generator if isinstance(cfg, GeneratorConfig) else Discriminator)(cfg, seed=ShapeOnlyRng())
+    return sorted({m.dim for m in net.submodules if isinstance(m, AttentionLayer)})
 
 
 def load_saved_options(run_dir: str) -> dict[str, Any]:
