@@ -164,10 +164,10 @@ def test_cli_ada_run_logs_p_rt_and_augment_time(data_dir, tmp_path):
     (["--aug", "ada", "--diffaugment", "color"], "--diffaugment applies to --aug diffaugment only"),
     (["--aug", "diffaugment", "--target", "0.5"], "--target applies to --aug ada only"),
     (["--aug", "ada", "--augpipe", "bgx"], "--augpipe bgx: choose one of"),
-    (["--aug", "ada", "--p", "1.5"], "--p 1.5: must be in [0, 1]"),
-    (["--aug", "ada", "--target", "1"], "--target 1.0: must be in [0, 1)"),
-    (["--aug", "ada", "--ada-kimg", "0"], "--ada-kimg 0.0: must be a positive number"),
-    (["--aug", "ada", "--ada-interval", "0"], "--ada-interval"),
+    (["--aug", "ada", "--p", "1.5"], "--p 1.5: must be a finite number in [0, 1]"),
+    (["--aug", "ada", "--target", "1"], "--target 1.0: must be a finite number in [0, 1)"),
+    (["--aug", "ada", "--ada-kimg", "0"], "--ada-kimg 0.0: must be a finite number > 0"),
+    (["--aug", "ada", "--ada-interval", "0"], "--ada-interval 0: must be an integer in [1, 1048576]"),
     (["--aug", "diffaugment", "--diffaugment", "color,zoom"], "--diffaugment 'color,zoom'"),
 ])
 def test_bad_augmentation_flags_are_one_line_errors(data_dir, tmp_path, extra, needle):

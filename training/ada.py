@@ -12,7 +12,6 @@ them exactly.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable, Optional
 
 import tensorflow as tf
@@ -27,8 +26,8 @@ Augment = Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tf.Tensor]
 
 
 def check_augment_options(opts: Any) -> None:
-    """Checks the augmentation fields of `TrainingOptions` (`aug`, `augpipe`, `p`, `target`, `ada_kimg`,
-    `ada_interval`, `diffaugment`).
+    """Checks the choices among the augmentation fields of `TrainingOptions` (`aug`, `augpipe`, `diffaugment`; the
+    numbers `p`, `target`, `ada_kimg`, `ada_interval` are in `training.options.OPTION_RANGES`).
 
     Raises:
         UserError: One line naming the flag, the value and what it must be.
@@ -37,14 +36,6 @@ def check_augment_options(opts: Any) -> None:
         raise UserError(f"--aug {opts.aug}: choose one of {', '.join(AUG_MODES)}")
     if opts.augpipe not in PIPES:
         raise UserError(f"--augpipe {opts.augpipe}: choose one of {', '.join(PIPES)}")
-    if not 0.0 <= opts.p <= 1.0:
-        raise UserError(f"--p {opts.p}: must be in [0, 1]")
-    if not 0.0 <= opts.target < 1.0:
-        raise UserError(f"--target {opts.target}: must be in [0, 1) (ADA's default 0.6)")
-    if not 0.0 < opts.ada_kimg < math.inf:
-        raise UserError(f"--ada-kimg {opts.ada_kimg}: must be a positive number (ADA's default 500)")
-    if not 1 <= opts.ada_interval <= 1 << 20:
-        raise UserError(f"--ada-interval {opts.ada_interval}: must be in [1, {1 << 20}] (ADA's default 4)")
     try:
         parse_policies(opts.diffaugment)
     except ValueError as exc:

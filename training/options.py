@@ -29,6 +29,8 @@ OPTION_RANGES: Mapping[str, Range] = MappingProxyType(dict(
     maps_snapshot_ticks=Range(1, MAX_INT), last_snapshots=Range(),
     eval_images_num=Range(1, 1 << 20), seed=Range(0, MAX_SEED), num_threads=Range(1, 256),
     gpus=Range(-1, 1 << 16), grid_size=Range(1, 256), max_ticks=Range(1, MAX_INT),  # --gpus -1: no GPU
+    p=Range(0.0, 1.0), target=Range(0.0, 1.0, hi_open=True), ada_kimg=Range(0.0, lo_open=True),  # augmentation
+    ada_interval=Range(1, 1 << 20),
 ))
 # Fields without a flag of their own (messages name the field).
 _NO_FLAG = frozenset({"run_dir", "d_reg_interval", "g_reg_interval", "grid_size"})
