@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from dnnlib.util import write_atomic, write_json_atomic
+from dnnlib.util import atomic_file, write_atomic, write_json_atomic
 
 SAMPLES = 32  # final samples per model (4 rows of 8)
 
@@ -126,10 +126,9 @@ def plot(summary: dict, out_png: str) -> None:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    tmp = out_png + ".tmp.png"
-    fig.savefig(tmp, dpi=90)
+    with atomic_file(out_png) as f:
+        fig.savefig(f, format="png", dpi=90)
     plt.close(fig)
-    os.replace(tmp, out_png)
 
 
 def write_report(result_dir: str, options: dict, wall_seconds: dict, attention_models: tuple,

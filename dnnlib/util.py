@@ -19,7 +19,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from typing import IO, Any, Iterator, Optional, TextIO, Union
+from typing import IO, Any, BinaryIO, Iterator, Optional, TextIO, Union
 
 import requests
 from tqdm import tqdm
@@ -62,16 +62,21 @@ class OneLineArgumentParser(argparse.ArgumentParser):
         raise UserError(f"{message} (see --help)")
 
 
-def write_atomic(path: str, data: Union[bytes, str], fsync: bool = True) -> None:
-    """Writes `data` to `path` through a temporary file in the same folder and a rename: readers see the old file
-    or the whole new one, never a part. The temporary file is removed when writing fails (e.g. disk full)."""
+@contextlib.contextmanager
+def atomic_file(path: str, fsync: bool = True) -> Iterator[BinaryIO]:
+    """A binary file that becomes `path` only when the block ends without an error.
+
+    Writes go to a temporary file in the same folder (`.<name>.tmp-*`), which is flushed, fsynced and renamed over
+    `path`: readers see the old file or the whole new one, never a part. On any error (e.g. disk full) the
+    temporary file is removed and `path` is untouched.
+    """
     import tempfile
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.tmp-")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+            yield f
             if fsync:
                 f.flush()
                 os.fsync(f.fileno())
@@ -80,6 +85,12 @@ def write_atomic(path: str, data: Union[bytes, str], fsync: bool = True) -> None
         with contextlib.suppress(OSError):
             os.remove(tmp)
         raise
+
+
+def write_atomic(path: str, data: Union[bytes, str], fsync: bool = True) -> None:
+    """Writes `data` (str as UTF-8) to `path` through `atomic_file`."""
+    with atomic_file(path, fsync=fsync) as f:
+        f.write(data.encode("utf-8") if isinstance(data, str) else data)
 
 
 def write_json_atomic(path: str, data: Any) -> None:

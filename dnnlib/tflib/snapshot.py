@@ -20,16 +20,14 @@ capped and their nesting bounded, and compressed members may not expand (the wri
 from __future__ import annotations
 
 import json
-import os
 import re
-import uuid
 import zipfile
 from typing import Any, Dict, Tuple
 
 import numpy as np
 
 from dnnlib import limits
-from dnnlib.util import UserError
+from dnnlib.util import UserError, atomic_file
 
 FORMAT_NAME = "ganformer-tf2-snapshot"
 FORMAT_VERSION = 1
@@ -82,21 +80,11 @@ def write_snapshot(path: str, nets: Dict[str, NetworkData], metadata: Dict[str, 
                 and isinstance(item[1], dict)):
             raise ValueError(f"snapshot: network {net} must be given as (config dict, variables dict)")
     meta = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "networks": list(nets), "metadata": dict(metadata)}
-    tmp = os.path.join(os.path.dirname(os.path.abspath(path)),
-                       f".{os.path.basename(path)}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    try:
-        with open(tmp, "xb") as raw:
-            with zipfile.ZipFile(raw, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
-                zf.writestr("meta.json", _json_bytes(meta))
-                for net, (config, variables) in nets.items():
-                    _write_network(zf, net, config, variables)
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_file(path) as raw:
+        with zipfile.ZipFile(raw, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+            zf.writestr("meta.json", _json_bytes(meta))
+            for net, (config, variables) in nets.items():
+                _write_network(zf, net, config, variables)
 
 
 def is_snapshot(path: str) -> bool:
