@@ -169,11 +169,10 @@ def test_disk_full_at_a_snapshot_is_one_line_and_keeps_the_older_files(trained, 
     run = str(tmp_path / "run")
     shutil.copytree(base, run)
     before = {k: v for k, v in _files(run).items() if k.startswith("network-")}
-    real_open = open
+    real_open, real_fdopen = open, os.fdopen
 
-    def open_on_a_full_disk(file, mode="r", *args, **kwargs):  # snapshot files accept 1000 bytes, then ENOSPC
-        f = real_open(file, mode, *args, **kwargs)
-        if "network-snapshot-000000.008" not in str(file) or not set(mode) & set("wxa"):
+    def on_a_full_disk(f, name, mode):  # snapshot files accept 1000 bytes, then ENOSPC
+        if "network-snapshot-000000.008" not in str(name) or not set(mode) & set("wxa"):
             return f
         write, written = f.write, []
 
@@ -184,7 +183,15 @@ def test_disk_full_at_a_snapshot_is_one_line_and_keeps_the_older_files(trained, 
             return write(data)
         f.write = limited
         return f
+
+    def open_on_a_full_disk(file, mode="r", *args, **kwargs):
+        return on_a_full_disk(real_open(file, mode, *args, **kwargs), file, mode)
+
+    def fdopen_on_a_full_disk(fd, mode="r", *args, **kwargs):  # temporary files opened from a descriptor
+        name = os.readlink(f"/proc/self/fd/{fd}") if isinstance(fd, int) else fd
+        return on_a_full_disk(real_fdopen(fd, mode, *args, **kwargs), name, mode)
     monkeypatch.setattr("builtins.open", open_on_a_full_disk)
+    monkeypatch.setattr(os, "fdopen", fdopen_on_a_full_disk)
     with pytest.raises(UserError) as info:
         _trainer(run, data, total_kimg=0.008).run()
     message = str(info.value)
