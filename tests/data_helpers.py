@@ -27,7 +27,9 @@ def run_cli(capsys, *args: str) -> tuple[int, str, list[str]]:
     """Runs prepare_data.main in-process; returns (exit status, stdout, error/warning lines of stderr)."""
     status = prepare_data.main([*args, "--workers", "1"])
     captured = capsys.readouterr()
-    lines = [ln.strip() for ln in captured.err.replace("\r", "\n").splitlines()]
+    # stderr, and stdout too: a logger left by an earlier in-process test may route stderr lines there
+    text = captured.err + "\n" + captured.out
+    lines = [ln.strip() for ln in text.replace("\r", "\n").splitlines()]
     messages = [ln for ln in lines if ln.startswith(("error:", "warning:", "prepare_data.py: error"))]
     assert "Traceback" not in captured.err
     return status, captured.out, messages
