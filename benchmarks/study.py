@@ -40,6 +40,7 @@ if ROOT not in sys.path:
 
 from benchmarks import study_report  # noqa: E402
 from dnnlib.util import OneLineArgumentParser, UserError, print_user_error, write_json_atomic  # noqa: E402
+from training.config import auto_gamma  # noqa: E402
 
 # run_network.py flags per model name. "ganformer" is the paper's CLEVR preset (k=8 latents of 128 dims, no
 # latent-to-latent attention in the mapping, no style modulation besides attention).
@@ -115,12 +116,6 @@ def parse_args(argv: Optional[list[str]] = None) -> tuple[StudyOptions, str, int
                         run_args=a.run_args)
     validate(opts)
     return opts, a.result_dir, a.parallel
-
-
-def auto_gamma(resolution: int, batch_size: int) -> float:
-    """StyleGAN2-ADA's R1 heuristic `0.0002 * resolution^2 / batch` (0.0128 at 32x32, batch 16), rounded to 4
-    significant digits so that it reads the same in study.json and on the command line."""
-    return float(f"{0.0002 * resolution ** 2 / max(batch_size, 1):.4g}")
 
 
 def _float_flag(flag: str, text: str) -> float:

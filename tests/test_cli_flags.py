@@ -121,3 +121,15 @@ def test_preset_flags_choose_the_preset(argv, preset):
 def test_parser_namespace_holds_only_passed_model_flags():
     assert not any(hasattr(_parse(), f.replace("-", "_")) for f in MODEL_VALUES)
     assert isinstance(_parse(), argparse.Namespace)
+
+
+def test_gamma_auto_is_resolved_from_the_resolution_and_batch_before_it_is_stored():
+    """`--gamma auto` = StyleGAN2-ADA's 0.0002 * res^2 / batch, stored as a number; other words are refused."""
+    data = types.SimpleNamespace(resolution=32, ratio=1.0)
+    opts = launch.training_options(_parse("--dataset", "shapes", "--gamma", "auto", "--batch-size", "16"), data, "r")
+    assert opts.gamma == pytest.approx(0.0128) and opts.to_dict()["gamma"] == opts.gamma
+    opts = launch.training_options(_parse("--dataset", "shapes", "--gamma", "AUTO", "--batch-size", "8"), data, "r")
+    assert opts.gamma == pytest.approx(0.0256)
+    with pytest.raises(UserError, match="--gamma") as info:
+        _parse("--dataset", "shapes", "--gamma", "often")
+    assert "\n" not in str(info.value)

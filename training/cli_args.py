@@ -58,6 +58,15 @@ def _none_or(kind: type):
     return parse
 
 
+def gamma_value(text: str) -> float | str:
+    """`--gamma`: a number, or `auto` (resolved from the resolution and batch size once the dataset is known)."""
+    return "auto" if str(text).strip().lower() == "auto" else float(text)
+
+
+gamma_value.kind = float  # type: ignore[attr-defined]  # what it parses, for `value_kind`
+gamma_value.__name__ = "float"  # argparse names the type in "invalid float value" messages
+
+
 def value_kind(action: argparse.Action) -> Any:
     """The type a flag's value is parsed as (`int` for `--mapping-dim`, which also takes `none`)."""
     return getattr(action.type, "kind", action.type)
@@ -110,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(t, "--batch-size", int, default=32, help="global batch per optimizer step")
     _flag(t, "--batch-gpu", int, default=4, help="per-replica micro-batch (gradient accumulation)")
     _flag(t, "--total-kimg", float, default=25000, help="training length in thousands of real images")
-    _flag(t, "--gamma", float, default=argparse.SUPPRESS, help="R1 weight (preset per dataset, else 10)")
+    _flag(t, "--gamma", gamma_value, default=argparse.SUPPRESS,
+          help="R1 weight, or auto: 0.0002*resolution^2/batch-size (StyleGAN2-ADA); preset per dataset, else 10")
     _flag(t, "--clip", float, default=None, help="clip gradients to this global norm")
     _flag(t, "--g-lr", float, default=0.002)
     _flag(t, "--d-lr", float, default=0.002)
@@ -125,6 +135,14 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(t, "--max-ticks", int, default=None, help="stop after N ticks of this process")
     for name in ("--style-mixing", "--component-mixing", "--component-dropout", "--attention-dropout"):
         _flag(t, name, float, default=argparse.SUPPRESS)
+
+    mp = p.add_argument_group("mixed precision (weights and optimizer state stay float32)")
+    _flag(mp, "--precision", default="fp32", choices=PRECISIONS,
+          help="compute dtype of the top --num-fp16-res resolutions of G and D: fp32 (default), fp16 (with dynamic "
+               "loss scaling) or bf16")
+    _flag(mp, "--num-fp16-res", int, default=4, help="number of top resolutions in reduced precision (never 4x4)")
+    _flag(mp, "--conv-clamp", _none_or(float), default=256.0,
+          help="clamp the reduced-precision layers' activations to +-this (none: no clamp)")
 
     a = p.add_argument_group("augmentation (limited data; D sees augmented reals and fakes, G's outputs are not "
                              "augmented)")
@@ -192,6 +210,7 @@ _MODEL_FIELDS = {  # flag -> the config field it sets (`training.presets.configs
     "channel-max": "channel_max", "channel-base": "channel_base", "truncation-psi": "truncation_psi",
 }
 MAX_IMAGES = 100_000  # samples of one --vis call (as generate.py)
+PRECISIONS = ("fp32", "fp16", "bf16")  # training.precision.PRECISIONS (that module imports TensorFlow)
 # Ranges of the numeric flags that are not training options (those are `training.options.OPTION_RANGES`), by dest.
 FLAG_RANGES: dict[str, Range] = {
     **{flag.replace("-", "_"): Range(*FIELD_RANGES[name]) for flag, name in _MODEL_FIELDS.items()},

@@ -376,3 +376,9 @@ def config_changes(cls: type, old: Mapping[str, Any], new: Mapping[str, Any], pr
 
 def _as_json(value: Any) -> Any:
     return json.loads(json.dumps(value))
+
+
+def auto_gamma(resolution: int, batch_size: int) -> float:
+    """StyleGAN2-ADA's R1 weight heuristic `0.0002 * resolution^2 / batch` (`--gamma auto`; 0.0128 at 32x32, batch
+    16), rounded to 4 significant digits so that it reads the same in the options JSON and on a command line."""
+    return float(f"{0.0002 * resolution ** 2 / max(batch_size, 1):.4g}")

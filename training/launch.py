@@ -18,7 +18,7 @@ from dnnlib.util import UserError
 from training import presets
 from training.checkpoint import list_snapshots
 from training.cli_args import MODEL_FLAGS, parse_gpus, parse_metrics
-from training.config import DiscriminatorConfig, GeneratorConfig, config_changes, to_dict
+from training.config import DiscriminatorConfig, GeneratorConfig, auto_gamma, config_changes, to_dict
 from training.data.catalog import CATALOG, dataset_constants
 from training.options import TrainingOptions
 
@@ -87,6 +87,8 @@ def training_options(args: argparse.Namespace, dataset: Any, run_dir: str) -> Tr
     passed = vars(args)
     _, preset_gamma, _ = dataset_constants(args.dataset)
     gamma = passed.get("gamma", preset_gamma if args.ganformer_default else 10.0)
+    if gamma == "auto":
+        gamma = auto_gamma(dataset.resolution, args.batch_size)
     mirror = dataset_mirror(args)
     metrics = parse_metrics(args.metrics)
     return TrainingOptions(
@@ -100,6 +102,7 @@ def training_options(args: argparse.Namespace, dataset: Any, run_dir: str) -> Tr
         deterministic=args.deterministic, xla=args.xla, eager=args.eager, summarize=args.summarize,
         keep_samples=args.keep_samples, pretrained_pkl=args.pretrained_pkl, max_ticks=args.max_ticks,
         num_threads=args.num_threads, gpus=parse_gpus(args.gpus), cache_dir=args.cache_dir,
+        precision=args.precision, num_fp16_res=args.num_fp16_res, conv_clamp=args.conv_clamp,
         **augment_options(args))
 
 
