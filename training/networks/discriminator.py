@@ -17,12 +17,17 @@ from training.networks.attention import AttentionBlock, AttentionLayer
 from training.networks.layers import Conv, Dense, channels
 from training.networks.module import NamedModule, normal_init, uniform_init
 from training.networks.positional import GridEncoding
+from training.precision import FP32, LayerPrecision, to_float32
 
 SQRT_HALF = math.sqrt(0.5)
 
 
 class DBlock(NamedModule):
-    """Block `{R}x{R}`: optional attention, `Conv0`, `Conv1_down`, resnet `Skip`."""
+    """Block `{R}x{R}`: optional attention, `Conv0`, `Conv1_down`, resnet `Skip`.
+
+    Attributes:
+        precision: Compute dtype and activation clamp of the block and its FromRGB (float32 by default).
+    """
 
     def __init__(self, cfg: DiscriminatorConfig, rng: np.random.Generator, r: int, ch: int, ch_next: int) -> None:
         super().__init__(rng)
@@ -45,6 +50,7 @@ class DBlock(NamedModule):
         self.skip = None
         if cfg.architecture == "resnet":
             self.skip = self.add_child("Skip", Conv(rng, ch, ch_next, 1, down=True, use_bias=False))
+        self.precision: LayerPrecision = FP32
 
 
 class Discriminator(NamedModule):
@@ -91,6 +97,14 @@ class Discriminator(NamedModule):
             extra = cfg.components_num
         self.output = self.add_child("Output", Dense(rng, ch(2) + extra, max(cfg.label_dim, 1)))
 
+    def set_block_precision(self, r: int, precision: LayerPrecision) -> None:
+        """Sets the compute dtype and activation clamp of block `r` (log2 resolution >= 3) and its FromRGB."""
+        block = self.blocks[r]
+        block.precision = precision
+        block.conv0.clamp = block.conv1.clamp = precision.clamp
+        if r in self.fromrgb:
+            self.fromrgb[r].clamp = precision.clamp
+
     def __call__(self, images: tf.Tensor, labels: Optional[tf.Tensor] = None, training: bool = False,
                  seed: Optional[tf.Tensor] = None) -> tf.Tensor:
         """Scores images.
@@ -102,7 +116,7 @@ class Discriminator(NamedModule):
             seed: Stateless RNG seed `[2]` for dropout.
 
         Returns:
-            Logits `[B, 1]`.
+            Logits `[B, 1]` (float32 whatever the blocks' precision).
         """
         cfg = self.cfg
         img = _pad_rows(tf.cast(images, tf.float32), cfg.resolution)
@@ -112,11 +126,13 @@ class Discriminator(NamedModule):
             agg = tf.tile(self.aggregators[None], [tf.shape(img)[0], 1, 1])
         for r in range(cfg.res_log2, 2, -1):
             if r in self.fromrgb:
-                t = self.fromrgb[r](img)
-                x = t if x is None else x + t
+                dtype = self.blocks[r].precision.dtype
+                t = self.fromrgb[r](tf.cast(img, dtype))
+                x = t if x is None else tf.cast(x, dtype) + t
             x, agg = self._block(r, x, agg, training, seed)
             if cfg.architecture == "skip":  # FIR [1, 3, 3, 1] as the original (not `downsample_2d`'s box filter)
                 img = downsample_2d(img, DEFAULT_KERNEL)
+        x = to_float32(x)  # the 4x4 epilogue computes in float32
         if 2 in self.fromrgb:
             t = self.fromrgb[2](img)
             x = t if x is None else x + t
@@ -135,9 +151,10 @@ class Discriminator(NamedModule):
     def _block(self, r: int, x: tf.Tensor, agg: Optional[tf.Tensor], training: bool,
                seed: Optional[tf.Tensor]) -> tuple[tf.Tensor, Optional[tf.Tensor]]:
         block = self.blocks[r]
+        x = tf.cast(x, block.precision.dtype)
         if block.n2l is not None or block.n2n is not None:
-            shape = tf.shape(x)
-            flat = tf.reshape(x, [shape[0], shape[1] * shape[2], x.shape[3]])
+            shape = tf.shape(x)  # attention computes in float32 (softmax, norms), then casts back
+            flat = tf.cast(tf.reshape(x, [shape[0], shape[1] * shape[2], x.shape[3]]), tf.float32)
             gpos = self.grid_pos[r]() if r in self.grid_pos else None
             lpos = self.ltnt_emb
             s = None if seed is None else tf.random.experimental.stateless_fold_in(seed, r)
@@ -147,7 +164,7 @@ class Discriminator(NamedModule):
                 agg, _ = block.l2l(agg, agg, x_pos=lpos, y_pos=lpos, training=training, seed=s)
             if block.n2n is not None:
                 flat, _ = block.n2n(flat, flat, gpos, gpos, training=training, seed=s)
-                x = tf.reshape(flat, shape)
+                x = tf.cast(tf.reshape(flat, shape), block.precision.dtype)
         t = x
         x = block.conv1(block.conv0(x))
         if block.skip is not None:

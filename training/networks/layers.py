@@ -70,21 +70,26 @@ class Conv(NamedModule):
         act: Activation applied with the bias (ignored without bias).
         use_bias: Whether the layer has a bias.
         gain: Equalized-lr gain.
+
+    Attributes:
+        clamp: Clamp of the biased activation (None: none); set by `training.precision.set_precision` for the
+            layers of reduced-precision blocks. The conv runs in the input's dtype (the weight is cast to it).
     """
 
     def __init__(self, rng: np.random.Generator, in_ch: int, out_ch: int, kernel: int, up: bool = False,
                  down: bool = False, act: str = "linear", use_bias: bool = True, gain: float = 1.0) -> None:
         super().__init__(rng)
         self.up, self.down, self.act = up, down, act
+        self.clamp: float | None = None
         self.coef = gain / math.sqrt(in_ch * kernel * kernel)
         self.weight = self.add_var("weight", (kernel, kernel, in_ch, out_ch), normal_init())
         self.bias = self.add_var("bias", (out_ch,), constant_init(0.0)) if use_bias else None
 
     def __call__(self, x: tf.Tensor) -> tf.Tensor:
         """`x`: `[B, H, W, C_in]` -> `[B, H', W', C_out]`."""
-        x = conv_2d(x, self.weight * self.coef, up=self.up, down=self.down)
+        x = conv_2d(x, tf.cast(self.weight * self.coef, x.dtype), up=self.up, down=self.down)
         if self.bias is not None:
-            x = bias_act(x, self.bias, act=self.act)
+            x = bias_act(x, self.bias, act=self.act, clamp=self.clamp)
         return x
 
 
@@ -138,7 +143,7 @@ class NoiseInjection(NamedModule):
         """`x`: `[B, H, W, C]`; `noise`: `[B or 1, H, W, 1]` or None (no noise)."""
         if noise is None:
             return x
-        return x + tf.cast(noise, x.dtype) * self.strength
+        return x + tf.cast(noise, x.dtype) * tf.cast(self.strength, x.dtype)
 
 
 def pixel_norm(x: tf.Tensor, axis: int = -1, eps: float = 1e-8) -> tf.Tensor:

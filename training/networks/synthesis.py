@@ -19,6 +19,7 @@ from training.networks.layers import Conv, Dense, NoiseInjection, channels
 from training.networks.module import NamedModule, constant_init, normal_init
 from training.networks.positional import GridEncoding
 from training.networks.synthesis_layer import SQRT_HALF, LayerInputs, SynthesisLayer, ToRGB, upsample_maps
+from training.precision import FP32, LayerPrecision, to_float32
 
 NOISE_MODES = ("const", "random", "none")
 
@@ -29,7 +30,11 @@ def noise_resolution_log2(layer_idx: int) -> int:
 
 
 class Block(NamedModule):
-    """One resolution block `{R}x{R}`: `Conv0_up`, `Conv1`, and the resnet `Skip` or the skip-arch `ToRGB`."""
+    """One resolution block `{R}x{R}`: `Conv0_up`, `Conv1`, and the resnet `Skip` or the skip-arch `ToRGB`.
+
+    Attributes:
+        precision: Compute dtype and activation clamp of the block (`training.precision`; float32 by default).
+    """
 
     def __init__(self, cfg: GeneratorConfig, rng: np.random.Generator, r: int, in_ch: int, out_ch: int) -> None:
         super().__init__(rng)
@@ -39,6 +44,7 @@ class Block(NamedModule):
         self.skip = None
         if cfg.architecture == "resnet":
             self.skip = self.add_child("Skip", Conv(rng, in_ch, out_ch, 1, up=True, use_bias=False))
+        self.precision: LayerPrecision = FP32
 
 
 class SynthesisNetwork(NamedModule):
@@ -96,6 +102,14 @@ class SynthesisNetwork(NamedModule):
                     self.grid_pos[r] = self.add_child(f"pos_emb{2 ** r}", GridEncoding(
                         rng, 2 ** r, cfg.pos_dim, att.pos_type, att.pos_directions_num, att.pos_init))
 
+    def set_block_precision(self, r: int, precision: LayerPrecision) -> None:
+        """Sets the compute dtype and activation clamp of block `r` (log2 resolution >= 3) and its ToRGB."""
+        block = self.blocks[r]
+        block.precision = precision
+        block.conv0.clamp = block.conv1.clamp = precision.clamp
+        if r in self.torgb:
+            self.torgb[r].clamp = precision.clamp
+
     def _attends(self, r: int) -> bool:
         cfg = self.cfg
         return (cfg.transformer and cfg.start_res <= r < cfg.end_res) or cfg.img2img == r
@@ -136,8 +150,8 @@ class SynthesisNetwork(NamedModule):
             return_maps: Also return attention maps.
 
         Returns:
-            images `[B, R, R, C]`, or `(images, maps)` with maps `[B, k, n_att_layers, heads, R, R]` (None without
-            attention) when `return_maps`.
+            images `[B, R, R, C]` (float32 whatever the blocks' precision), or `(images, maps)` with maps
+            `[B, k, n_att_layers, heads, R, R]` (None without attention) when `return_maps`.
         """
         if ltnt_pos is None and self.ltnt_emb is not None:
             ltnt_pos = self.ltnt_emb
@@ -150,8 +164,8 @@ class SynthesisNetwork(NamedModule):
         for r in range(3, self.cfg.res_log2 + 1):
             x, y = self._block(state, r, x, y)
         if self.cfg.architecture != "skip":
-            y = self.torgb[self.cfg.res_log2](x, state.w_global(2 * self.cfg.res_log2 - 2),
-                                              state.w_global(2 * self.cfg.res_log2 - 3))
+            y = to_float32(self.torgb[self.cfg.res_log2](x, state.w_global(2 * self.cfg.res_log2 - 2),
+                                                         state.w_global(2 * self.cfg.res_log2 - 3)))
         if state.kgan_active:
             x, y = state.merge_now(x, y)
         if self.cfg.tanh:
@@ -173,6 +187,7 @@ class SynthesisNetwork(NamedModule):
     def _block(self, state: "_SynthesisState", r: int, x: tf.Tensor,
                y: Optional[tf.Tensor]) -> tuple[tf.Tensor, Optional[tf.Tensor]]:
         block = self.blocks[r]
+        x = tf.cast(x, block.precision.dtype)
         t = x
         x = state.layer(block.conv0, x, 2 * r - 4, 2 * r - 5)
         x = state.layer(block.conv1, x, 2 * r - 3, 2 * r - 4)
@@ -182,7 +197,7 @@ class SynthesisNetwork(NamedModule):
             extra_w = state.w_global(2 * r - 3) if r == self.cfg.res_log2 else None
             # The running RGB image is up-sampled with the [1, 3, 3, 1] FIR filter, as the original's `skip` G (not
             # nearest neighbour, `upsample_2d`'s default): the authors' stylegan2-legacy-32 fixture pins this.
-            y = upsample_2d(y, DEFAULT_KERNEL) + self.torgb[r](x, state.w_global(2 * r - 2), extra_w)
+            y = upsample_2d(y, DEFAULT_KERNEL) + to_float32(self.torgb[r](x, state.w_global(2 * r - 2), extra_w))
         if state.kgan_active and r == self.merge_res and r < self.cfg.res_log2:
             x, y = state.merge_now(x, y)
         return x, y
@@ -251,8 +266,8 @@ class _SynthesisState:
         return x
 
     def merge_now(self, x: tf.Tensor, y: Optional[tf.Tensor]) -> tuple[tf.Tensor, Optional[tf.Tensor]]:
-        """Merges the k parallel k-GAN images (features, RGB and latents) into one per sample."""
-        x, y, self.merged_ws = self.net.merge(x, y, self.ws)
+        """Merges the k parallel k-GAN images (features, RGB and latents) into one per sample (in float32)."""
+        x, y, self.merged_ws = self.net.merge(to_float32(x), to_float32(y), self.ws)
         self.kgan_active = False
         return x, y
 

@@ -53,6 +53,10 @@ class SynthesisLayer(NamedModule):
         res_log2: log2 of the output resolution.
         up: Whether the conv upsamples x2.
         attend: Add the latents->image ("l2n") attention and the configured extras.
+
+    Attributes:
+        clamp: Clamp of the output activation (None: none); set by `training.precision.set_precision` in
+            reduced-precision blocks. The layer computes in its input's dtype, its attention in float32.
     """
 
     def __init__(self, cfg: GeneratorConfig, rng: np.random.Generator, in_ch: int, out_ch: int, res_log2: int,
@@ -81,23 +85,26 @@ class SynthesisLayer(NamedModule):
                 dropout=att.attention_dropout))
         self.noise = self.add_child("", NoiseInjection(rng)) if cfg.local_noise else None
         self.bias = self.add_var("bias", (out_ch,), constant_init(0.0))
+        self.clamp: Optional[float] = None
 
     def __call__(self, x: tf.Tensor, inp: LayerInputs) -> tuple[tf.Tensor, Optional[tf.Tensor], Optional[tf.Tensor]]:
         """Runs the layer.
 
         Args:
-            x: `[B, H_in, W_in, C_in]`.
+            x: `[B, H_in, W_in, C_in]` in the layer's compute dtype.
             inp: Latents, noise, positions, mask and dropout settings.
 
         Returns:
-            `(x', probs, new_local)`: `[B, H, W, C_out]`, the l2n attention probabilities `[B, N, H*W, k]` (or None)
-            and the updated local latents `[B, k, d]` when the image->latent update ran (else None).
+            `(x', probs, new_local)`: `[B, H, W, C_out]` in `x`'s dtype, the l2n attention probabilities
+            `[B, N, H*W, k]` (or None) and the updated local latents `[B, k, d]` when the image->latent update ran
+            (else None).
         """
         x = self.conv(x, inp.w_global)
         probs = new_local = None
         if self.l2n is not None or self.n2n is not None:
             shape = tf.shape(x)
-            flat = tf.reshape(x, [shape[0], shape[1] * shape[2], x.shape[3]])
+            dtype = x.dtype  # attention computes in float32 (softmax, norms, k-means), then casts back
+            flat = tf.cast(tf.reshape(x, [shape[0], shape[1] * shape[2], x.shape[3]]), tf.float32)
             seeds = _split_seed(inp.seed, 4)
             call = dict(mask=inp.mask, training=inp.training)
             if self.l2n is not None:
@@ -112,10 +119,10 @@ class SynthesisLayer(NamedModule):
                     new_local = local
             if self.n2n is not None:
                 flat, _ = self.n2n(flat, flat, inp.grid_pos, inp.grid_pos, seed=seeds[3], training=inp.training)
-            x = tf.reshape(flat, shape)
+            x = tf.cast(tf.reshape(flat, shape), dtype)
         if self.noise is not None:
             x = self.noise(x, inp.noise)
-        return bias_act(x, self.bias, act="lrelu"), probs, new_local
+        return bias_act(x, self.bias, act="lrelu", clamp=self.clamp), probs, new_local
 
 
 def _split_seed(seed: Optional[tf.Tensor], n: int) -> list[Optional[tf.Tensor]]:
@@ -135,6 +142,9 @@ class ToRGB(NamedModule):
         fold: Run `extraLayer` + the 1x1 conv as one folded C_in -> RGB conv (`modulated_conv_to_rgb`; exact, since
             nothing non-linear sits between them) instead of the reference path that runs the C -> C conv. Both
             are tested equal.
+
+    Attributes:
+        clamp: Clamp of the RGB output (None: none); set in reduced-precision blocks. Computes in `x`'s dtype.
     """
 
     def __init__(self, cfg: GeneratorConfig, rng: np.random.Generator, in_ch: int, extra: bool,
@@ -145,16 +155,17 @@ class ToRGB(NamedModule):
         self.extra = self.add_child("extraLayer", ModConv(rng, d, in_ch, in_ch, 3, style=cfg.style)) if extra else None
         self.conv = self.add_child("", ModConv(rng, d, in_ch, cfg.num_channels, 1, demodulate=False, style=cfg.style))
         self.bias = self.add_var("bias", (cfg.num_channels,), constant_init(0.0))
+        self.clamp: Optional[float] = None
 
     def __call__(self, x: tf.Tensor, w: tf.Tensor, w_extra: Optional[tf.Tensor] = None) -> tf.Tensor:
-        """`x`: `[B, H, W, C]`; `w`, `w_extra`: `[B, d]`. Returns `[B, H, W, num_channels]`."""
+        """`x`: `[B, H, W, C]`; `w`, `w_extra`: `[B, d]`. Returns `[B, H, W, num_channels]` in `x`'s dtype."""
         if self.extra is None:
-            return bias_act(self.conv(x, w), self.bias)
+            return bias_act(self.conv(x, w), self.bias, clamp=self.clamp)
         if self.fold and self.extra.style and self.conv.style:
             y = modulated_conv_to_rgb(x, self.extra.weight * self.extra.coef, self.extra.styles(w_extra),
                                       self.conv.weight * self.conv.coef, self.conv.styles(w))
-            return bias_act(y, self.bias)
-        return bias_act(self.conv(self.extra(x, w_extra), w), self.bias)
+            return bias_act(y, self.bias, clamp=self.clamp)
+        return bias_act(self.conv(self.extra(x, w_extra), w), self.bias, clamp=self.clamp)
 
 
 def upsample_maps(probs: tf.Tensor, size: int, resolution: int, heads: int) -> tf.Tensor:

@@ -35,9 +35,12 @@ def modulated_conv_2d(x: tf.Tensor, w: tf.Tensor, s: tf.Tensor | None, demodulat
     in the non-fused form (scale the input channels by `s`, run one shared convolution, scale the output channels by
     `d`), which needs no grouped convolution and so also runs on CPU.
 
+    Mixed precision: with `x` in float16/bfloat16 and `w` float32, the convolution runs in `x`'s dtype and the
+    styles and demodulation coefficients are computed in float32 (`_reduced_modulated_conv_2d`).
+
     Args:
-        x: Input `[B, H, W, C_in]`.
-        w: Weight `[kh, kw, C_in, C_out]` (runtime-scaled).
+        x: Input `[B, H, W, C_in]` (float32, or float16/bfloat16 in a reduced-precision layer).
+        w: Weight `[kh, kw, C_in, C_out]` (runtime-scaled, float32).
         s: Styles `[B, C_in]` (already including the +1), or `None` for a plain (unmodulated, undemodulated) conv.
         demodulate: Whether to normalize each output channel to unit expected variance.
         up: Upsample x2 (transposed conv + FIR).
@@ -45,15 +48,49 @@ def modulated_conv_2d(x: tf.Tensor, w: tf.Tensor, s: tf.Tensor | None, demodulat
         k: FIR kernel for resampling.
 
     Returns:
-        `[B, H', W', C_out]`.
+        `[B, H', W', C_out]` in `x`'s dtype.
     """
     if s is None:
-        return conv_2d(x, w, up=up, down=down, k=k)
+        return conv_2d(x, tf.cast(w, x.dtype), up=up, down=down, k=k)
+    if x.dtype != w.dtype:
+        return _reduced_modulated_conv_2d(x, w, s, demodulate, up, down, k)
     s = tf.cast(s, x.dtype)
     x = x * s[:, None, None, :]
     x = conv_2d(x, w, up=up, down=down, k=k)
     if demodulate:
         x = x * demodulation_coefficients(w, s)[:, None, None, :]
+    return x
+
+
+def _reduced_modulated_conv_2d(x: tf.Tensor, w: tf.Tensor, s: tf.Tensor, demodulate: bool, up: bool, down: bool,
+                               k: Sequence[float] | None) -> tf.Tensor:
+    """`modulated_conv_2d` for a float16/bfloat16 `x` with float32 `w` and `s`: the conv in `x`'s dtype.
+
+    With demodulation, `w` is first divided by its largest magnitude per output channel and `s` by its largest
+    magnitude per sample (as StyleGAN2-ADA's fp16 path): the demodulation cancels both factors (up to its 1e-8
+    epsilon), and the products the reduced-precision conv forms stay far from float16's 65504. The coefficients are
+    computed in float32 and cast.
+
+    Args:
+        x: Input `[B, H, W, C_in]`, float16 or bfloat16.
+        w: Weight `[kh, kw, C_in, C_out]`, float32 (runtime-scaled).
+        s: Styles `[B, C_in]`, float32.
+        demodulate: Normalize each output channel.
+        up: Upsample x2.
+        down: Downsample x2.
+        k: FIR kernel for resampling.
+
+    Returns:
+        `[B, H', W', C_out]` in `x`'s dtype.
+    """
+    s = tf.cast(s, w.dtype)
+    if demodulate:
+        w = w / tf.maximum(tf.reduce_max(tf.abs(w), axis=[0, 1, 2], keepdims=True), 1e-30)
+        s = s / tf.maximum(tf.reduce_max(tf.abs(s), axis=1, keepdims=True), 1e-30)
+    x = x * tf.cast(s, x.dtype)[:, None, None, :]
+    x = conv_2d(x, tf.cast(w, x.dtype), up=up, down=down, k=k)
+    if demodulate:
+        x = x * tf.cast(demodulation_coefficients(w, s), x.dtype)[:, None, None, :]
     return x
 
 
@@ -66,6 +103,9 @@ def modulated_conv_to_rgb(x: tf.Tensor, w1: tf.Tensor, s1: tf.Tensor, w2: tf.Ten
     `W_b[kh, kw, i, r] = s1[b, i] · Σ_m w1[kh, kw, i, m] · d1[b, m] · s2[b, m] · w2[0, 0, m, r]`.
     That conv runs as one batched matmul `[B, H·W, C_in] × [B, C_in, kh·kw·R]` followed by a fixed 0/1 conv that
     adds up the kh·kw shifted taps, so it costs O(H·W·C_in·kh·kw·R) instead of O(H·W·C_in·C_mid·kh·kw).
+
+    In a reduced-precision layer (`x` float16/bfloat16) the folded weight is computed in float32 and cast; the
+    matmul and the tap conv run in `x`'s dtype.
 
     Args:
         x: Input `[B, H, W, C_in]`.
