@@ -36,7 +36,7 @@ TRAINING_VALUES = {
     "last-snapshots": "2", "pretrained-pkl": "x.pkl", "train-images-num": "10", "mirror-augment": "true",
     "ratio": "0.5", "num-threads": "2", "cache-dir": "/tmp/cache", "gpus": "0,1",
     "aug": "ada", "augpipe": "bgcf", "p": "0.3", "target": "0.7", "ada-kimg": "100", "ada-interval": "8",
-    "diffaugment": "color",
+    "diffaugment": "color", "precision": "fp16", "num-fp16-res": "2", "conv-clamp": "128",
 }
 # The --aug mode a training flag applies to (it is refused with the others, tests/test_ada.py).
 TRAINING_CONTEXT = {"augpipe": ["--aug", "ada"], "p": ["--aug", "ada"], "target": ["--aug", "ada"],

@@ -6,6 +6,9 @@ and sha256. A resume never trusts the `checkpoint` index file alone: it lists th
 newest checkpoint whose files match their record and that restores, saying why it skipped newer ones; a run dir
 holding checkpoints of which none is intact is an error, never a silent restart.
 A portable data-only snapshot (`network-snapshot-<kimg>.pkl`) is written beside it for eval/vis/generate.
+State that only some runs have (the fp16 loss scale an optimizer carries as `loss_scale`, `OPTIONAL_CHILDREN`) is
+saved with its owner; a checkpoint written without it (fp32 runs, older versions) restores everything else and
+leaves it at its initial values.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from dnnlib.util import UserError, write_atomic
 RECORD_SUFFIX = ".sha256.json"
 _CKPT_FILE = re.compile(r"^ckpt-(\d+)\.(?:index|data-\d{5}-of-\d{5})$")
 _SNAPSHOT_FILE = re.compile(r"^network-snapshot-(\d+(?:\.\d+)?)\.pkl$")
+# Attributes of saved objects that checkpoints may lack: `training.loss_scale.ATTRIBUTE` (on the optimizers).
+OPTIONAL_CHILDREN = ("loss_scale",)
 
 
 class Progress(tf.Module):
@@ -246,11 +251,20 @@ class TrainCheckpoint:
         """Restores `prefix`; returns why it failed, or None."""
         try:
             ckpt = self.ckpt
-            saved = {name.split("/", 1)[0] for name, _ in tf.train.list_variables(prefix)}
+            names = [name for name, _ in tf.train.list_variables(prefix)]
+            saved = {name.split("/", 1)[0] for name in names}
             absent = [k for k in self._optional if k not in saved]
             if absent:  # an older checkpoint: restore what it has
                 ckpt = tf.train.Checkpoint(**{k: v for k, v in self._objects.items() if k not in absent})
-            ckpt.restore(prefix).assert_existing_objects_matched()
+            detached = self._absent_children(names)
+            try:
+                for key, obj, attr, _ in detached:
+                    delattr(obj, attr)  # untracked for this restore, so the checkpoint need not hold it
+                ckpt.restore(prefix).assert_existing_objects_matched()
+            finally:
+                for _, obj, attr, child in detached:
+                    setattr(obj, attr, child)
+            absent += [f"{key}.{attr}" for key, _, attr, _ in detached]
             if absent:
                 print(f"{os.path.basename(prefix)} predates the state of {', '.join(absent)}: starting it afresh",
                       flush=True)
@@ -258,6 +272,17 @@ class TrainCheckpoint:
             message = " ".join(str(exc).split())
             return f"TensorFlow cannot restore it ({type(exc).__name__}: {message[:200]})"
         return None
+
+    def _absent_children(self, names: list[str]) -> list[tuple[str, object, str, object]]:
+        """`(key, owner, attribute, child)` of every `OPTIONAL_CHILDREN` attribute of a saved object that the
+        checkpoint whose variable names are `names` does not hold."""
+        out = []
+        for key, obj in self._objects.items():
+            for attr in OPTIONAL_CHILDREN:
+                child = getattr(obj, attr, None) if not isinstance(obj, dict) else None
+                if child is not None and not any(n.startswith(f"{key}/{attr}/") for n in names):
+                    out.append((key, obj, attr, child))
+        return out
 
     def _write_index(self, names: list[str]) -> None:
         """Writes the `checkpoint` index file (atomically) listing `names`, oldest first (no file when empty)."""

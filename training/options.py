@@ -12,6 +12,7 @@ from dnnlib.util import UserError
 from training.ada import check_augment_options
 from training.config import FIELD_RANGES, Range, invocation_field
 from training.loss import D_LOSSES, D_REGS, G_LOSSES
+from training.precision import CONV_CLAMP_RANGE, NUM_FP16_RES_RANGE, PRECISIONS
 
 MAX_SEED = 2 ** 32 - 1  # np.random.RandomState's largest seed (the sample grids' latents are drawn with it)
 MAX_INT = 2 ** 63 - 1  # counts reach TensorFlow as int64
@@ -31,6 +32,7 @@ OPTION_RANGES: Mapping[str, Range] = MappingProxyType(dict(
     gpus=Range(-1, 1 << 16), grid_size=Range(1, 256), max_ticks=Range(1, MAX_INT),  # --gpus -1: no GPU
     p=Range(0.0, 1.0), target=Range(0.0, 1.0, hi_open=True), ada_kimg=Range(0.0, lo_open=True),  # augmentation
     ada_interval=Range(1, 1 << 20),
+    num_fp16_res=NUM_FP16_RES_RANGE, conv_clamp=CONV_CLAMP_RANGE,  # mixed precision (training.precision)
 ))
 # Fields without a flag of their own (messages name the field).
 _NO_FLAG = frozenset({"run_dir", "d_reg_interval", "g_reg_interval", "grid_size"})
@@ -70,6 +72,9 @@ class TrainingOptions:
     ada_kimg: float = 500.0
     ada_interval: int = 4
     diffaugment: str = "color,translation,cutout"
+    precision: str = "fp32"  # compute dtype of the top blocks (training.precision): fp32, fp16, bf16
+    num_fp16_res: int = 4  # how many top resolutions of G and D compute in that dtype
+    conv_clamp: Optional[float] = 256.0  # clamp of their activations (None: none)
     ema_kimg: float = 10.0
     ema_rampup: Optional[float] = 0.05
     kimg_per_tick: float = 8.0
@@ -103,6 +108,7 @@ class TrainingOptions:
         _choice("--g-loss", self.g_loss, G_LOSSES)
         _choice("--d-loss", self.d_loss, D_LOSSES)
         _choice("--d-reg", self.d_reg, D_REGS)
+        _choice("--precision", self.precision, PRECISIONS)
         check_augment_options(self)
         check_batch_split(self.batch_size, self.batch_gpu, num_replicas)
         return self

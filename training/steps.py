@@ -11,6 +11,11 @@ Augmentation (`--aug`, `training.ada`): every image D sees (fakes in G main, rea
 regularized images in D reg) goes through the augmentation with probability p (the checkpointed `AugmentState`),
 with a stateless seed per slice, so it too is independent of the replica layout; R1 is taken with respect to the
 un-augmented reals, through the augmentation. With `--aug ada`, the mean sign of D's real scores updates p.
+
+Mixed precision (`--precision`, `training.precision`): G's and D's top blocks compute in float16/bfloat16; with
+float16 each optimizer has a dynamic loss scale (`training.loss_scale`): the replicas differentiate the scaled loss,
+the summed gradients are unscaled before the finiteness test, and the scale is updated after every update (a
+skipped update halves it). With fp32 nothing here changes.
 """
 
 from __future__ import annotations
@@ -24,10 +29,13 @@ import tensorflow as tf
 
 from training import loss as losses
 from training.ada import AugmentState, ada_adjustment, build_augment
+from training.loss_scale import ATTRIBUTE as LOSS_SCALE_ATTRIBUTE
+from training.loss_scale import LossScale, attach
 from training.networks.discriminator import Discriminator
 from training.networks.generator import Generator
 from training.optimizer import Adam
 from training.options import TrainingOptions
+from training.precision import Precision, set_precision
 
 
 def _to_float(images: tf.Tensor) -> tf.Tensor:
@@ -58,6 +66,10 @@ class TrainingSteps:
         strategy: The tf.distribute strategy (the default strategy on one device).
         pl_mean: Running mean of the path lengths (a variable of the progress state).
         aug_state: p and ADA's accumulator (checkpointed by the caller); None: a new one at `opts.p`.
+
+    G and D are set to the options' precision (`training.precision.set_precision`; Gs is left as it is: samples and
+    metrics use it in float32). With fp16, a `LossScale` is attached to each optimizer (`opt.loss_scale`, reused if
+    present), so the caller's checkpoint of the optimizers holds it.
     """
 
     def __init__(self, G: Generator, D: Discriminator, Gs: Generator, g_opt: Adam, d_opt: Adam,
@@ -67,6 +79,14 @@ class TrainingSteps:
         self.opts, self.strategy, self.pl_mean = opts, strategy, pl_mean
         self.augment = build_augment(opts, D.cfg.num_channels)
         self.aug_state = aug_state if aug_state is not None else AugmentState(opts.p)
+        self.precision = Precision.from_options(opts)
+        set_precision(G, self.precision)
+        set_precision(D, self.precision)
+        self.g_scale = self.d_scale = None
+        if self.precision.loss_scaling:
+            with strategy.scope():
+                self.g_scale = getattr(g_opt, LOSS_SCALE_ATTRIBUTE, None) or attach(g_opt, LossScale(name="g_scale"))
+                self.d_scale = getattr(d_opt, LOSS_SCALE_ATTRIBUTE, None) or attach(d_opt, LossScale(name="d_scale"))
         self._probe: Optional[Callable] = None
         self.replicas = strategy.num_replicas_in_sync
         self.rounds = opts.batch_size // (opts.batch_gpu * self.replicas)
@@ -79,8 +99,8 @@ class TrainingSteps:
         self._g_reg = outer(self._distributed(wrap(self._g_reg_replica)))
         self._d_main = outer(self._distributed(wrap(self._d_main_replica)))
         self._d_reg = outer(self._distributed(wrap(self._d_reg_replica)))
-        self._apply_g = outer(self._apply_fn(g_opt))
-        self._apply_d = outer(self._apply_fn(d_opt))
+        self._apply_g = outer(self._apply_fn(g_opt, self.g_scale))
+        self._apply_d = outer(self._apply_fn(d_opt, self.d_scale))
         self._ema = outer(self._ema_update)
 
     # ----------------------------------------------------------------------------------------------- per replica
@@ -112,7 +132,8 @@ class TrainingSteps:
             scores = self.D(self._aug(fakes, p, round_idx, seed, 12), c, training=True,
                             seed=self._seed(seed, round_idx, 2))
             loss = tf.reduce_mean(losses.generator_loss(self.opts.g_loss, scores))
-        grads = tape.gradient(loss, variables)
+            scaled = _scaled(loss, self.g_scale)
+        grads = tape.gradient(scaled, variables)
         grads = _dense_grads(grads, variables)
         w_mean = tf.reduce_mean(ws[:, :, 0], axis=[0, 1])
         return grads, {"G/loss": loss, "scores/fake_G": tf.reduce_mean(scores), "w_mean": w_mean}
@@ -127,7 +148,8 @@ class TrainingSteps:
             penalty, new_mean = losses.path_length_penalty(synth, ws, self.pl_mean,
                                                            seed=self._seed(seed, round_idx, 4))
             loss = tf.reduce_mean(penalty) * self.opts.pl_weight * self.opts.g_reg_interval
-        grads = tape.gradient(loss, variables)
+            scaled = _scaled(loss, self.g_scale)
+        grads = tape.gradient(scaled, variables)
         grads = _dense_grads(grads, variables)
         return grads, {"G/pl_penalty": tf.reduce_mean(penalty), "pl_mean": new_mean}
 
@@ -140,7 +162,8 @@ class TrainingSteps:
             real_scores = self.D(reals, c, training=True, seed=self._seed(seed, round_idx, 6))
             fake_scores = self.D(fakes, c, training=True, seed=self._seed(seed, round_idx, 7))
             loss = tf.reduce_mean(losses.discriminator_loss(self.opts.d_loss, real_scores, fake_scores))
-        grads = tape.gradient(loss, variables)
+            scaled = _scaled(loss, self.d_scale)
+        grads = tape.gradient(scaled, variables)
         grads = _dense_grads(grads, variables)
         return grads, {"D/loss": loss, "scores/real": tf.reduce_mean(real_scores),
                        "scores/fake": tf.reduce_mean(fake_scores), "scores/real_sign": tf.reduce_mean(
@@ -159,7 +182,8 @@ class TrainingSteps:
             reg, sq = losses.discriminator_reg(self.opts.d_reg, d_fn, x, fakes, self.opts.gamma,
                                                seed=self._seed(seed, round_idx, 10))
             loss = tf.reduce_mean(reg) * self.opts.d_reg_interval
-        grads = tape.gradient(loss, variables)
+            scaled = _scaled(loss, self.d_scale)
+        grads = tape.gradient(scaled, variables)
         grads = _dense_grads(grads, variables)
         return grads, {"D/reg": tf.reduce_mean(reg), "D/grad_sq_norm": tf.reduce_mean(sq)}
 
@@ -191,17 +215,21 @@ class TrainingSteps:
             return grads, stats
         return run
 
-    def _apply_fn(self, opt: Adam) -> Callable:
+    def _apply_fn(self, opt: Adam, loss_scale: Optional[LossScale] = None) -> Callable:
         clip = self.opts.clip
 
         def apply(grads):
             grads = [g / float(self.slices) for g in grads]
+            if loss_scale is not None:
+                grads = loss_scale.unscale(grads)
             norm = tf.linalg.global_norm(grads)
             finite = tf.math.is_finite(norm)
             if clip is not None:
                 grads, _ = tf.clip_by_global_norm(grads, clip, use_norm=norm)
             # Non-finite gradients: the update is skipped (zeros would still move Adam's moments and step).
             tf.cond(finite, lambda: _apply_group(opt, grads), tf.no_op)
+            if loss_scale is not None:  # after the sum over replicas: the same decision on every replica
+                loss_scale.update(finite)
             return norm, finite
         return apply
 
@@ -260,10 +288,21 @@ class TrainingSteps:
             grads, s = self._phase(self._d_reg, keys[3], z_d, c, reals, p)
             norm, _ = self._apply_d(grads)
             stats.update(s, **{"D/reg_grad_norm": norm})
+        stats.update(self.loss_scale_stats())
         nimg = step * opts.batch_size if cur_nimg is None else cur_nimg
         beta = ema_beta(opts.batch_size, opts.ema_kimg, opts.ema_rampup, nimg)
         self._ema(tf.constant(beta, tf.float32))
         return stats
+
+    def loss_scale_stats(self) -> dict[str, tf.Tensor]:
+        """`LossScale/G`, `LossScale/D` (the scales now) and `LossScale/G_skipped`, `LossScale/D_skipped` (updates
+        skipped for non-finite gradients since the run began, all phases); empty without loss scaling."""
+        out: dict[str, tf.Tensor] = {}
+        for net, state in (("G", self.g_scale), ("D", self.d_scale)):
+            if state is not None:
+                out[f"LossScale/{net}"] = tf.identity(state.scale)
+                out[f"LossScale/{net}_skipped"] = tf.cast(state.skipped, tf.float32)
+        return out
 
     def _adapt_p(self, mean_sign: tf.Tensor, step: int) -> None:
         """ADA: accumulates sign(D(reals)) of minibatch `step`; after every `ada_interval`-th minibatch moves p."""
@@ -289,6 +328,11 @@ class TrainingSteps:
         elapsed = time.perf_counter() - start
         reg = self.opts.d_reg != "non" and self.opts.gamma > 0
         return elapsed * self.slices * (3 + (1.0 / self.opts.d_reg_interval if reg else 0.0))
+
+
+def _scaled(loss: tf.Tensor, loss_scale: Optional[LossScale]) -> tf.Tensor:
+    """The loss to differentiate: `loss * S` with a loss scale, else `loss` itself."""
+    return loss if loss_scale is None else loss_scale.scale_loss(loss)
 
 
 def ema_beta(batch_size: int, ema_kimg: float, ema_rampup: Optional[float], cur_nimg: int) -> float:

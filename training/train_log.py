@@ -12,6 +12,9 @@ import tensorflow as tf
 
 from dnnlib.util import format_time, write_atomic
 
+# Statistics logged as their value at the end of the tick rather than the mean over it (states, running totals).
+LAST_VALUE_PREFIXES = ("LossScale/",)
+
 
 def peak_memory_gb() -> float:
     """Peak resident memory of this process (GB); GPU peak when a GPU is used."""
@@ -22,7 +25,8 @@ def peak_memory_gb() -> float:
 
 
 class StatsLog:
-    """Accumulates per-minibatch scalars and writes them once per tick.
+    """Accumulates per-minibatch scalars and writes them once per tick (the mean over the tick; keys starting with
+    one of `LAST_VALUE_PREFIXES`: the last value).
 
     Args:
         run_dir: Where `stats.jsonl` and the TensorBoard events go.
@@ -40,6 +44,9 @@ class StatsLog:
     def add(self, stats: dict[str, Any]) -> None:
         """Adds one minibatch's scalar statistics."""
         for key, value in stats.items():
+            if key.startswith(LAST_VALUE_PREFIXES):
+                self.sums[key], self.counts[key] = float(np.asarray(value)), 1
+                continue
             self.sums[key] = self.sums.get(key, 0.0) + float(np.asarray(value))
             self.counts[key] = self.counts.get(key, 0) + 1
 
@@ -102,7 +109,21 @@ def status_line(record: dict[str, float], total_kimg: float) -> str:
                    f"aug {record['Timing/augment_sec_per_step']:.3f}s/step ")
     return (f"tick {int(record['Progress/tick']):<4d} kimg {record['Progress/kimg']:<9.3f} "
             f"G {g('G/loss')} D {g('D/loss')} R1 {g('D/reg')} "
-            f"|gradG| {g('G/grad_norm')} |gradD| {g('D/grad_norm')} {augment}"
+            f"|gradG| {g('G/grad_norm')} |gradD| {g('D/grad_norm')} {augment}{_loss_scale(record)}"
             f"sec/tick {record['Timing/sec_per_tick']:<7.1f} sec/kimg {record['Timing/sec_per_kimg']:<7.2f} "
             f"eta {eta or '-':<10s} mem {record['Resources/peak_mem_gb']:.2f}GB")
 
+
+
+def _loss_scale(record: dict[str, float]) -> str:
+    """`scale G 2^15 D 2^14 skipped 0/3 ` with fp16 loss scaling (scales as powers of two; skipped updates since the
+    run began, G/D), else ''."""
+    if "LossScale/G" not in record:
+        return ""
+
+    def power(key: str) -> str:
+        value = record.get(key, 0.0)
+        return f"2^{np.log2(value):g}" if value > 0 else "-"
+
+    return (f"scale G {power('LossScale/G')} D {power('LossScale/D')} skipped "
+            f"{int(record.get('LossScale/G_skipped', 0))}/{int(record.get('LossScale/D_skipped', 0))} ")
