@@ -6,6 +6,7 @@ Examples:
     python generate.py --model network.pkl --latents z.npy --truncation-psi 1.0 --output-dir repro
     python generate.py --model network.pkl --seeds 0-9 --vis-maps --vis-interpolations --output-dir visuals
     python generate.py --model network.pkl --export exported_generator
+    python generate.py --model network.pkl --images-num 64 --precision fp16   # top 4 resolutions in float16
 
 Writes `<output-dir>/sample_%06d.png` (numbered by seed, or by row of `--latents`) and `index.html`.
 Sample i of `--seeds`/`--images-num` uses `z = np.random.RandomState(seed).randn(K, d)`.
@@ -70,6 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compile", choices=("eager", "graph", "xla"), default="graph",
                    help="run the generator eagerly, as a tf.function, or XLA-compiled")
     p.add_argument("--export", metavar="DIR", help="write the generator as a TensorFlow SavedModel to DIR")
+    p.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32",
+                   help="compute dtype of the top --num-fp16-res resolutions (samples and --export)")
+    p.add_argument("--num-fp16-res", type=int, default=4, help="number of top resolutions in reduced precision")
+    p.add_argument("--conv-clamp", type=_clamp_value, default=256.0,
+                   help="clamp of the reduced-precision activations (none: no clamp)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     v = p.add_argument_group("visualizations (written to --output-dir)")
     for flag in VIS_FLAGS:
@@ -80,6 +86,14 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--blending-alpha", type=float, default=0.3, help="weight of the image under blended maps")
     v.add_argument("--interpolation-density", type=int, default=8, help="frames per interpolation")
     return p
+
+
+def _clamp_value(text: str) -> Optional[float]:
+    """`--conv-clamp`: a number or `none`."""
+    return None if text.strip().lower() == "none" else float(text)
+
+
+_clamp_value.__name__ = "float"  # argparse names the type in "invalid float value" messages
 
 
 @contextlib.contextmanager
@@ -113,7 +127,10 @@ def _check_args(args: argparse.Namespace):
         parse_seeds(args.seeds)
     if os.path.exists(args.output_dir) and not os.path.isdir(args.output_dir):
         raise UserError(f"--output-dir {args.output_dir}: exists and is not a folder")
-    from training.visualize import VisOptions  # imports TensorFlow: call with its start-up lines silenced
+    from training.precision import check_precision  # imports TensorFlow: call with its start-up lines silenced
+    from training.visualize import VisOptions
+
+    check_precision(args.precision, args.num_fp16_res, args.conv_clamp)
 
     VisOptions.validate(_vis_options(args, VisOptions, ratio=1.0 if args.ratio is None else args.ratio))
     if not args.latents:
@@ -199,6 +216,10 @@ def run(args: argparse.Namespace) -> int:
 
     nets = load_networks(args.model)  # by name: a catalog model's record comes with it
     Gs = nets.Gs
+    from training.precision import Precision, set_precision
+
+    precision = Precision(args.precision, args.num_fp16_res, args.conv_clamp)
+    set_precision(Gs, precision)
     if args.ratio is None:
         args.ratio = float(training_facts(nets).get("ratio", 1.0))
     if class_idx_bad(Gs, args.class_idx):
@@ -206,9 +227,10 @@ def run(args: argparse.Namespace) -> int:
                         else "--class: the model is unconditional; omit --class")
     K, d = Gs.latent_shape
     print(f"Loaded {args.model}: {Gs.resolution}x{Gs.resolution}, z [{K}, {d}], "
-          f"{Gs.num_attention_layers} attention layers, {Gs.label_dim} classes")
+          f"{Gs.num_attention_layers} attention layers, {Gs.label_dim} classes; "
+          f"{precision.describe(Gs.cfg.res_log2)}")
     if args.export:
-        _export(Gs, args.export)
+        _export(Gs, args.export, precision.describe(Gs.cfg.res_log2))
         if args.images_num is None and args.seeds is None and args.latents is None and not _vis_kinds(args):
             return 0
     z, ids = _latents(args, (K, d), loaded)
@@ -236,14 +258,15 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _export(Gs, folder: str) -> None:
-    """--export: the SavedModel (a full disk is one line; the estimate is the size of the weights)."""
+def _export(Gs, folder: str, precision: str = "fp32") -> None:
+    """--export: the SavedModel (a full disk is one line; the estimate is the size of the weights), computing in
+    the precision Gs is set to (`precision` describes it in the export's record)."""
     from dnnlib.disk import disk_full_as_user_error
     from training.export import export_saved_model
 
     weights = sum(var.shape.num_elements() * var.dtype.size for var in Gs.variables)
     with disk_full_as_user_error("the SavedModel", folder, weights):
-        export_saved_model(Gs, folder)
+        export_saved_model(Gs, folder, precision=precision)
     print(f"Exported a SavedModel to {folder}")
 
 

@@ -10,6 +10,8 @@ and returns
 - `attention_maps` (models with attention only): float32 `[None, k, heads, H, W]`, the last attention layer's
   probabilities over the k local latents (they sum to 1 over axis 1).
 Load it with `tf.saved_model.load(DIR).signatures["serving_default"](z=..., truncation_psi=...)`.
+The graph computes in the precision G was set to (`training.precision.set_precision`; `generate.py --export
+--precision fp16`): inputs and outputs keep the dtypes above, the weights stay float32.
 """
 
 from __future__ import annotations
@@ -54,14 +56,15 @@ class _ServingModule(tf.Module):
         return {"images": quantize(images), "attention_maps": tf.identity(maps[:, :, -1], name="attention_maps")}
 
 
-def export_saved_model(G: Any, export_dir: str) -> str:
+def export_saved_model(G: Any, export_dir: str, precision: str = "fp32") -> str:
     """Writes G as a SavedModel to `export_dir` (atomically: a temporary folder is renamed at the end).
 
     An existing `export_dir` is replaced only if it is empty or holds an earlier export (`saved_model.pb`).
 
     Args:
-        G: Generator (usually Gs).
+        G: Generator (usually Gs), already set to the precision to export.
         export_dir: Target folder.
+        precision: Description of that precision for `ganformer_export.json` (`Precision.describe`).
 
     Returns:
         `export_dir`.
@@ -83,7 +86,7 @@ def export_saved_model(G: Any, export_dir: str) -> str:
         K, d = G.latent_shape
         info = {"latent_shape": [K, d], "resolution": int(G.resolution), "label_dim": module.label_dim,
                 "attention_maps": module.has_maps, "noise": "const (stored buffers)",
-                "images": "uint8 NHWC, round(clip((x + 1) * 127.5, 0, 255))"}
+                "images": "uint8 NHWC, round(clip((x + 1) * 127.5, 0, 255))", "precision": precision}
         with open(os.path.join(tmp, "ganformer_export.json"), "w") as f:
             json.dump(info, f, indent=1)
         if os.path.exists(export_dir):
