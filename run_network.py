@@ -144,11 +144,11 @@ def _metrics_fn(args, opts, dataset, strategy, launch):
         return None
     from metrics.registry import evaluate as run_metrics
 
-    def fn(Gs, path, kimg, tb_writer=None):
+    def fn(Gs, path, kimg, tb_writer=None, missing_only=False):
         return run_metrics(opts.metrics, Gs, dataset, opts.eval_images_num, opts.run_dir, os.path.basename(path),
                            kimg, batch_size=opts.batch_gpu, strategy=strategy, inception_path=args.inception,
                            cache_dir=args.cache_dir, mirror=opts.mirror_augment, ratio=opts.ratio,
-                           tb_writer=tb_writer, vgg16_path=args.vgg16, seed=opts.seed)
+                           tb_writer=tb_writer, vgg16_path=args.vgg16, seed=opts.seed, missing_only=missing_only)
     return fn
 
 

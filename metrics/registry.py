@@ -166,6 +166,21 @@ def _append_jsonl(path: str, record: Dict[str, Any]) -> None:
     write_atomic(path, old + json.dumps(record, sort_keys=True) + "\n")
 
 
+def is_recorded(run_dir: str, metric_name: str, snapshot_name: str) -> bool:
+    """Whether `<run_dir>/metric-<metric_name>.jsonl` already holds a result for `snapshot_name`."""
+    path = os.path.join(run_dir, f"metric-{metric_name}.jsonl")
+    if not os.path.isfile(path):
+        return False
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                if json.loads(line).get("snapshot") == snapshot_name:
+                    return True
+            except (ValueError, AttributeError):
+                continue  # a torn line is not a result
+    return False
+
+
 def _network_info(ctx: EvalContext, network: str) -> Dict[str, str]:
     if network == "inception":
         net = ctx.inception()
@@ -183,7 +198,7 @@ def evaluate(metric_names: Union[str, Sequence[str]], Gs: Any, dataset: Any, num
              strategy: Optional[tf.distribute.Strategy] = None, inception_path: Optional[str] = None,
              cache_dir: Optional[str] = None, mirror: bool = False, ratio: float = 1.0, tb_writer: Any = None,
              vgg16_path: Optional[str] = None, seed: int = 0, print_fn: Callable[[str], None] = print,
-             ) -> List[Dict[str, Any]]:
+             missing_only: bool = False) -> List[Dict[str, Any]]:
     """Evaluates metrics of a generator and records them (the entry point for the CLI and the training loop).
 
     Args:
@@ -204,6 +219,8 @@ def evaluate(metric_names: Union[str, Sequence[str]], Gs: Any, dataset: Any, num
         tb_writer: Optional `tf.summary` writer; scalars go to `Metrics/<name>[/<result>]`.
         seed: Seed for fakes and real sampling.
         print_fn: Where the one-line results and skip messages go.
+        missing_only: Skip the metrics that already have a result for `snapshot_name` (a resumed run finishing the
+            evaluation a kill interrupted).
 
     Returns:
         The records written. A metric that cannot run (e.g. IS with pool_3-only weights) is skipped with one
@@ -211,6 +228,8 @@ def evaluate(metric_names: Union[str, Sequence[str]], Gs: Any, dataset: Any, num
     """
     names = [n.strip() for n in (metric_names.split(",") if isinstance(metric_names, str) else metric_names)]
     metrics = [get_metric(n) for n in names if n]
+    if missing_only:
+        metrics = [m for m in metrics if not is_recorded(run_dir, m.name, snapshot_name)]
     ctx = EvalContext(Gs, dataset, batch_size, strategy, inception_path, vgg16_path, cache_dir, mirror, ratio, seed)
     counts, errors, ready = {}, [], []
     for m in metrics:

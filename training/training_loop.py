@@ -166,6 +166,8 @@ class Trainer:
             self.write_reals()
         if not self._restored:
             self._initial_outputs()
+        else:
+            self._finish_interrupted_metrics()
         tick_start_nimg, tick_start_time, start_time = int(prog.cur_nimg.numpy()), time.time(), time.time()
         tick_len = int(round(opts.kimg_per_tick * 1000))
         ticks_run = 0
@@ -246,6 +248,13 @@ class Trainer:
             self.save_snapshot(path)
             self.metrics_fn(self.Gs, path, 0.0)
             self.ckpt.save(int(self.progress.minibatch.numpy()))  # a kill from here on does not repeat them
+
+    def _finish_interrupted_metrics(self) -> None:
+        """Evaluates the metrics a kill interrupted: the checkpoint of a snapshot tick is written before the snapshot
+        and its metrics, so a run resumed there has the snapshot of its current kimg, maybe without results."""
+        path = os.path.join(self.opts.run_dir, f"network-snapshot-{snapshot_label(self.progress.kimg)}.pkl")
+        if self.chief and self.metrics_fn is not None and os.path.isfile(path):
+            self.metrics_fn(self.Gs, path, self.progress.kimg, missing_only=True)
 
     # ----------------------------------------------------------------------------------------------- outputs
     def save_snapshot(self, path: str) -> None:
