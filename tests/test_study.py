@@ -16,10 +16,16 @@ TOY = ["--resolution", "16", "--channel-max", "16", "--kimg", "0.008", "--eval-e
        "--batch-size", "4", "--xla", "false", "--run-args=--eager"]
 
 
+def _default_sigint() -> None:
+    # Ctrl-C as in a terminal: a suite started as a background job (`pytest &`) ignores SIGINT, and a child would
+    # inherit that and never see the interrupt this file sends.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _study(args, cwd, **kw):
     env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
     return subprocess.Popen([sys.executable, STUDY, *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kw)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint, **kw)
 
 
 def _commands(log_path):
