@@ -194,7 +194,7 @@ MODEL_FLAGS: dict[str, Any] = {
     "kmeans-iters": int, "mapping-ltnt2ltnt": bool, "g-ltnt2ltnt": bool, "g-img2img": int, "g-img2ltnt": bool,
     "d-transformer": bool, "d-ltnt2ltnt": bool, "d-img2img": int, "use-pos": bool, "pos-dim": _none_or(int),
     "pos-type": str, "pos-init": str, "pos-directions-num": int, "kgan": bool, "merge-layer": int,
-    "merge-type": str, "merge-same": bool, "channel-max": int, "channel-base": int,
+    "merge-type": str, "merge-same": bool, "channel-max": int, "channel-base": int, "mbstd-group-size": int,
 }
 # The allowed values of the model flags that name a config field: the config's own choices and ranges.
 MODEL_CHOICES: dict[str, tuple] = {
@@ -208,6 +208,7 @@ _MODEL_FIELDS = {  # flag -> the config field it sets (`training.presets.configs
     "d-end-res": "end_res", "kmeans-iters": "kmeans_iters", "g-img2img": "img2img", "d-img2img": "img2img",
     "pos-dim": "pos_dim", "pos-directions-num": "pos_directions_num", "merge-layer": "merge_layer",
     "channel-max": "channel_max", "channel-base": "channel_base", "truncation-psi": "truncation_psi",
+    "mbstd-group-size": "mbstd_group_size",
 }
 MAX_IMAGES = 100_000  # samples of one --vis call (as generate.py)
 PRECISIONS = ("fp32", "fp16", "bf16")  # training.precision.PRECISIONS (that module imports TensorFlow)
@@ -266,6 +267,10 @@ def check_flags(args: argparse.Namespace) -> None:
     check_option("gpus", parse_gpus(args.gpus))
     if args.train:  # training splits each batch; --eval and --vis only use --batch-gpu
         check_batch_split(args.batch_size, args.batch_gpu, args.cpu_replicas or 1)
+        group = getattr(args, "mbstd_group_size", None)
+        if group and args.batch_gpu % min(group, args.batch_gpu):
+            raise UserError(f"--mbstd-group-size {group}: must divide --batch-gpu {args.batch_gpu} (D groups each "
+                            "micro-batch); pass a divisor of it, or 0 to turn the minibatch stddev off")
     if args.vis and args.seed + args.vis_num - 1 > MAX_SEED:
         raise UserError(f"--seed {args.seed} --vis-num {args.vis_num}: the samples use seeds --seed .. --seed + "
                         f"--vis-num - 1, which must be <= {MAX_SEED}; pass a smaller --seed")

@@ -61,7 +61,8 @@ def model_options(args: argparse.Namespace) -> dict[str, Any]:
         key = flag.replace("-", "_")
         if key in passed:
             options[key] = passed[key]
-    options["mbstd_group_size"] = min(args.batch_gpu, 4)
+    # D's minibatch-stddev group: --mbstd-group-size, else min(batch_gpu, 4) as the original.
+    options["mbstd_group_size"] = passed.get("mbstd_group_size", min(args.batch_gpu, 4))
     return options
 
 
