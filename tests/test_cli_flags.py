@@ -25,7 +25,7 @@ MODEL_VALUES = {
     "pos-dim": "64", "pos-type": "linear", "pos-init": "normal", "pos-directions-num": "4", "kgan": "true",
     "merge-layer": "3", "merge-type": "max", "merge-same": "true", "channel-max": "256", "channel-base": "8192",
     "style-mixing": "0.5", "component-mixing": "0.5", "component-dropout": "0.5", "attention-dropout": "0.3",
-    "truncation-psi": "0.5",
+    "truncation-psi": "0.5", "mbstd-group-size": "2",
 }
 TRAINING_VALUES = {
     "batch-size": "8", "batch-gpu": "2", "total-kimg": "12", "gamma": "3", "clip": "1.5", "g-lr": "0.001",
@@ -132,4 +132,21 @@ def test_gamma_auto_is_resolved_from_the_resolution_and_batch_before_it_is_store
     assert opts.gamma == pytest.approx(0.0256)
     with pytest.raises(UserError, match="--gamma") as info:
         _parse("--dataset", "shapes", "--gamma", "often")
+    assert "\n" not in str(info.value)
+
+
+def test_mbstd_group_defaults_to_min_of_batch_gpu_and_4_and_must_divide_batch_gpu():
+    """D's minibatch-stddev group: min(--batch-gpu, 4) unless --mbstd-group-size is passed; a group that does not
+    divide the micro-batch is refused in one line (0 turns the layer off)."""
+    assert launch.model_options(_parse("--dataset", "shapes", "--batch-gpu", "2"))["mbstd_group_size"] == 2
+    assert launch.model_options(_parse("--dataset", "shapes", "--batch-gpu", "16"))["mbstd_group_size"] == 4
+    args = _parse("--train", "--dataset", "shapes", "--batch-size", "16", "--batch-gpu", "16",
+                  "--mbstd-group-size", "16")
+    cli_args.check_flags(args)
+    assert launch.model_options(args)["mbstd_group_size"] == 16
+    cli_args.check_flags(_parse("--train", "--dataset", "shapes", "--batch-size", "16", "--batch-gpu", "16",
+                                "--mbstd-group-size", "0"))
+    with pytest.raises(UserError, match="--mbstd-group-size 6") as info:
+        cli_args.check_flags(_parse("--train", "--dataset", "shapes", "--batch-size", "16", "--batch-gpu", "16",
+                                    "--mbstd-group-size", "6"))
     assert "\n" not in str(info.value)
