@@ -40,6 +40,7 @@ if ROOT not in sys.path:
 
 from benchmarks import study_report  # noqa: E402
 from dnnlib.util import OneLineArgumentParser, UserError, print_user_error, write_json_atomic  # noqa: E402
+from training.cli_args import gamma_value  # noqa: E402
 from training.config import auto_gamma  # noqa: E402
 
 # run_network.py flags per model name. "ganformer" is the paper's CLEVR preset (k=8 latents of 128 dims, no
@@ -93,7 +94,7 @@ def parse_args(argv: Optional[list[str]] = None) -> tuple[StudyOptions, str, int
     p.add_argument("--channel-max", type=int, default=d.channel_max)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--batch-gpu", type=int, default=None, help="per-replica micro-batch (default: --batch-size)")
-    p.add_argument("--gamma", default="auto",
+    p.add_argument("--gamma", type=gamma_value, default="auto",
                    help="R1 weight, the same for every model; auto: StyleGAN2-ADA's 0.0002 * resolution^2 / batch")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--xla", choices=["true", "false"], default="true",
@@ -107,7 +108,7 @@ def parse_args(argv: Optional[list[str]] = None) -> tuple[StudyOptions, str, int
     a = p.parse_args(argv)
     if a.parallel < 1:
         raise UserError(f"--parallel {a.parallel}: must be >= 1")
-    gamma = auto_gamma(a.resolution, a.batch_size) if a.gamma == "auto" else _float_flag("--gamma", a.gamma)
+    gamma = auto_gamma(a.resolution, a.batch_size) if a.gamma == "auto" else a.gamma
     opts = StudyOptions(dataset=a.dataset, data_dir=a.data_dir, resolution=a.resolution,
                         models=[m.strip() for m in a.models.split(",") if m.strip()], kimg=a.kimg,
                         eval_every=a.eval_every, fid_images=a.fid_images,
@@ -116,16 +117,6 @@ def parse_args(argv: Optional[list[str]] = None) -> tuple[StudyOptions, str, int
                         run_args=a.run_args)
     validate(opts)
     return opts, a.result_dir, a.parallel
-
-
-def _float_flag(flag: str, text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise UserError(f"{flag} {text}: give a number or auto") from None
-    if not value >= 0 or value == float("inf"):
-        raise UserError(f"{flag} {text}: must be a finite number >= 0")
-    return value
 
 
 def validate(o: StudyOptions) -> None:
@@ -137,6 +128,8 @@ def validate(o: StudyOptions) -> None:
         raise UserError(f"--kimg {o.kimg} / --eval-every {o.eval_every}: both must be positive")
     if o.eval_every > o.kimg:
         raise UserError(f"--eval-every {o.eval_every} is longer than --kimg {o.kimg}; e.g. --eval-every {o.kimg}")
+    if not 0 <= o.gamma < float("inf"):
+        raise UserError(f"--gamma {o.gamma}: must be a finite number >= 0, or auto")
     if o.fid_images < 2:
         raise UserError(f"--fid-images {o.fid_images}: must be >= 2")
     if o.resolution < 4 or o.resolution & (o.resolution - 1):

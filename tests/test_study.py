@@ -41,7 +41,8 @@ def _commands(log_path):
     (["--dataset", "nosuch"], "--dataset nosuch"),
     (["--parallel", "0"], "--parallel"),
     (["--gamma", "nan"], "--gamma nan"),
-    (["--gamma", "often"], "--gamma often"),
+    (["--gamma", "often"], "--gamma: invalid float value: 'often'"),
+    (["--gamma", "-1"], "--gamma -1.0"),
 ])
 def test_bad_options_are_one_line(tmp_path, args, message):
     proc = _study([*args, "--data-dir", str(tmp_path), "--result-dir", str(tmp_path / "s")], cwd=str(tmp_path))
