@@ -1,98 +1,191 @@
-"""Training speed on this machine: seconds per step, img/s and achieved GFLOP/s of a full training step
-(G main + D main + the R1 step amortized over its 16-minibatch interval), default GANformer vs StyleGAN2.
+"""Training speed and memory: seconds per step, img/s, achieved GFLOP/s and peak memory of a full training step
+(G main + D main + the R1 step amortized over its 16-minibatch interval), default GANformer vs StyleGAN2, in each
+precision asked for.
 
 Usage: python benchmarks/bench_training.py [--resolutions 32 64] [--batch 8] [--steps 4] [--no-xla]
+                                           [--precision fp32,fp16,bf16] [--presets ganformer-ffhq stylegan2]
+                                           [--channel-max N] [--json out.json]
 
-FLOPs come from TensorFlow's graph profiler on one plain graph of the same computation (forward and backward,
-float operations of every op), so "achieved GFLOP/s" = counted FLOPs / measured seconds. Both presets are built
-and compiled first, then timed in alternation step by step.
+Every case (preset, resolution, precision) runs in a fresh process of its own (`bench_training_case.py`), as a
+training run would: it builds its networks, compiles both kinds of step, then waits. The cases of one resolution
+and precision are built one after the other and then timed in alternation, step by step, so a change in machine
+load affects them alike. FLOPs come from TensorFlow's graph profiler on one plain graph of the same computation
+(forward and backward, float operations of every op), so "achieved GFLOP/s" = counted FLOPs / measured seconds.
+
+Memory. "peak RSS" is the case process's own high-water resident set (`VmHWM`, read after its last step): from
+the import of TensorFlow through building, compiling and running the steps. Each case has its own process because
+one process's peak over several cases says nothing about any of them. On a GPU, "GPU peak" is TensorFlow's peak
+allocation on GPU:0. `--json` also records the resident set after each stage of each case. Peak RSS does not
+depend on how busy the machine is; the times do.
+
+Precision. `--precision fp32,fp16,bf16` times each (the top 4 resolutions of G and D in the reduced dtype,
+activations clamped to ±256, as `run_network.py --precision`). GPU SPEEDUPS ARE NOT MEASURED HERE: this benchmark
+has only been run on CPUs, whose float16 arithmetic is not faster than float32 (often slower). On a GPU machine run
+    python benchmarks/bench_training.py --resolutions 256 --batch 32 --precision fp32,fp16,bf16
+to measure them there.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
 import sys
-import tempfile
-import time
-from typing import Callable, Sequence
+from typing import Any, Optional, Sequence
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+from bench_training_case import MARKER, R1_INTERVAL  # noqa: E402  (no TensorFlow in this process)
 
-from training import loss as losses  # noqa: E402
-from training.checkpoint import Progress  # noqa: E402
-from training.networks import build_networks  # noqa: E402
-from training.optimizer import Adam  # noqa: E402
-from training.options import TrainingOptions  # noqa: E402
-from training.steps import TrainingSteps  # noqa: E402
+CASE_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench_training_case.py")
+PRECISIONS = ("fp32", "fp16", "bf16")
+GPU_NOTE = ("GPU speedups of fp16/bf16 are not measured on this CPU machine; on a GPU run: python "
+            "benchmarks/bench_training.py --resolutions 256 --batch 32 --precision fp32,fp16,bf16")
 
 
-def count_flops(G, D, batch: int, r1: bool) -> float:
-    """Float operations of G main + D main (+ one R1 step) for one minibatch, from the graph profiler."""
-    K, d = G.latent_shape
-    res = G.resolution
+class CaseProcess:
+    """A case running in its own process (see `bench_training_case.py` for the protocol).
 
-    def step(z, reals):
-        with tf.GradientTape() as tape:
-            loss = tf.reduce_mean(losses.generator_loss("logistic_ns", D(G(z, training=True), training=True)))
-        g_grads = tape.gradient(loss, G.trainable_variables)
-        fakes = G(z, training=True)
-        with tf.GradientTape() as tape:
-            loss = tf.reduce_mean(losses.discriminator_loss("logistic", D(reals, training=True),
-                                                            D(fakes, training=True)))
-        out = [g_grads, tape.gradient(loss, D.trainable_variables)]
-        if r1:
-            with tf.GradientTape() as tape:
-                reg, _ = losses.discriminator_reg("r1", lambda x: D(x, training=True), reals, fakes, 10.0)
-            out.append(tape.gradient(tf.reduce_mean(reg), D.trainable_variables))
+    Args:
+        spec: The case: `preset`, `res`, `batch`, `xla`, `precision`, `overrides`, `flops`.
+        stderr: Where the process's stderr goes (a file object), None: inherited.
+    """
+
+    def __init__(self, spec: dict[str, Any], stderr: Any = None) -> None:
+        self.spec = spec
+        self.proc = subprocess.Popen([sys.executable, CASE_SCRIPT, json.dumps(spec)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=stderr, text=True)
+
+    def _receive(self) -> dict[str, Any]:
+        for line in self.proc.stdout:
+            if line.startswith(MARKER):
+                return json.loads(line[len(MARKER):])
+        self.proc.wait()
+        raise RuntimeError(f"case {self.spec} ended with exit code {self.proc.returncode} before answering")
+
+    def _ask(self, command: str) -> dict[str, Any]:
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        return self._receive()
+
+    def wait_ready(self) -> None:
+        """Blocks until the case has built and compiled its steps."""
+        self._receive()
+
+    def step(self, step_idx: int) -> float:
+        """Seconds of minibatch `step_idx` in the case process."""
+        return float(self._ask(f"step {step_idx}")["seconds"])
+
+    def finish(self) -> dict[str, Any]:
+        """Ends the case; returns its memory record and FLOPs."""
+        record = self._ask("quit")
+        self.proc.wait()
+        return record
+
+    def kill(self) -> None:
+        """Ends the process if it still runs (after an error)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def run_group(specs: Sequence[dict[str, Any]], steps: int, stderr: Any = None) -> list[dict[str, Any]]:
+    """Builds each case in its own process (one after the other), times them in alternation, ends them.
+
+    Args:
+        specs: The cases.
+        steps: Plain steps timed per case (and max(1, steps // 2) steps with R1).
+        stderr: Where the case processes' stderr goes.
+
+    Returns:
+        One record per case: its spec, `plain` / `r1` (median seconds per plain / R1 step), `amortized` (seconds per
+        step with R1 amortized over 16), `flops`, `peak_rss_mib`, `device_peak_mib`, `memory` (per stage).
+    """
+    cases: list[CaseProcess] = []
+    try:
+        for spec in specs:
+            cases.append(CaseProcess(spec, stderr))
+            cases[-1].wait_ready()
+        plain: list[list[float]] = [[] for _ in cases]
+        with_r1: list[list[float]] = [[] for _ in cases]
+        for i in range(steps):
+            for case, record in zip(cases, plain):
+                record.append(case.step(1 + i))
+        for i in range(max(1, steps // 2)):
+            for case, record in zip(cases, with_r1):
+                record.append(case.step(R1_INTERVAL * (i + 2)))
+        out = []
+        for case, p, r in zip(cases, plain, with_r1):
+            rec = {**case.spec, "plain": statistics.median(p), "r1": statistics.median(r), **case.finish()}
+            rec["amortized"] = (rec["plain"] * (R1_INTERVAL - 1) + rec["r1"]) / R1_INTERVAL
+            rec.pop("event", None)
+            out.append(rec)
         return out
-
-    fn = tf.function(step, autograph=False).get_concrete_function(
-        tf.TensorSpec([batch, K, d]), tf.TensorSpec([batch, res, res, 3]))
-    opts = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
-    opts["output"] = "none"
-    prof = tf.compat.v1.profiler.profile(fn.graph, options=opts)
-    return float(prof.total_float_ops)
+    finally:
+        for case in cases:
+            case.kill()
 
 
-def compiled_steps(preset: str, res: int, batch: int, xla: bool) -> tuple[Callable[[int], float], float]:
-    """Builds and warms up the training step of a preset; returns (timer of one minibatch index, FLOPs/amortized step)."""
-    G, D = build_networks(preset, res, mbstd_group_size=4)
-    Gs, _ = build_networks(preset, res)
-    opts = TrainingOptions(run_dir=tempfile.mkdtemp(), batch_size=batch, batch_gpu=batch, xla=xla, metrics=[])
-    steps_fn = TrainingSteps(G, D, Gs, Adam(G.trainable_variables, reg_interval=None),
-                             Adam(D.trainable_variables, reg_interval=16), opts, tf.distribute.get_strategy(),
-                             Progress().pl_mean)
-    reals = tf.constant(np.random.default_rng(0).integers(0, 255, (batch, res, res, 3)), tf.uint8)
-    for s in (1, 16):  # warm-up / compile both kinds of step
-        steps_fn.minibatch(reals, None, s)
-
-    def timed(step_idx: int) -> float:
-        t0 = time.perf_counter()
-        stats = steps_fn.minibatch(reals, None, step_idx)
-        float(stats["D/loss"])
-        return time.perf_counter() - t0
-
-    flops = count_flops(G, D, batch, False) * 15 / 16 + count_flops(G, D, batch, True) / 16
-    return timed, flops
+def parse_precisions(text: str) -> list[str]:
+    """`fp32,fp16` -> ["fp32", "fp16"]; raises `argparse.ArgumentTypeError` for anything else."""
+    out = [p.strip() for p in text.split(",") if p.strip()]
+    bad = [p for p in out if p not in PRECISIONS]
+    if bad or not out:
+        raise argparse.ArgumentTypeError(f"{text!r}: a comma-separated list of {', '.join(PRECISIONS)}")
+    return out
 
 
-def time_interleaved(timers: Sequence[Callable[[int], float]], steps: int) -> list[tuple[float, float]]:
-    """(median s per plain step, median s per R1 step) of each timer, alternating between them at every step so a
-    change in machine load affects all of them alike."""
-    plain: list[list[float]] = [[] for _ in timers]
-    with_r1: list[list[float]] = [[] for _ in timers]
-    for i in range(steps):
-        for timer, record in zip(timers, plain):
-            record.append(timer(1 + i))
-    for i in range(max(1, steps // 2)):
-        for timer, record in zip(timers, with_r1):
-            record.append(timer(16 * (i + 2)))
-    return [(statistics.median(p), statistics.median(r)) for p, r in zip(plain, with_r1)]
+def _mib(value: Optional[float]) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
+def format_rows(records: Sequence[dict[str, Any]]) -> list[str]:
+    """One table line per case record of `run_group`."""
+    lines = []
+    for r in records:
+        am = r["amortized"]
+        lines.append(f"{r['preset']:>16} {r['res']:>4} {r['precision']:>5} {r['plain']:>8.2f} {r['r1']:>10.2f} "
+                     f"{am:>12.2f} {r['batch'] / am:>7.2f} {r['flops'] / 1e12:>11.3f} {r['flops'] / am / 1e9:>8.1f} "
+                     f"{_mib(r['peak_rss_mib']):>13} {_mib(r['device_peak_mib']):>13}")
+    return lines
+
+
+HEADER = (f"{'preset':>16} {'res':>4} {'prec':>5} {'s/step':>8} {'s/R1 step':>10} {'amortized s':>12} "
+          f"{'img/s':>7} {'TFLOP/step':>11} {'GFLOP/s':>8} {'peak RSS MiB':>13} {'GPU peak MiB':>13}")
+
+
+def run_cases(resolutions: Sequence[int], precisions: Sequence[str], presets: Sequence[str], batch: int, steps: int,
+              xla: bool, overrides: Optional[dict[str, Any]] = None, flops: bool = True,
+              stderr: Any = None) -> list[dict[str, Any]]:
+    """Every (resolution, precision) group of `presets`, each case in a process of its own (see `run_group`),
+    printing the table lines of each group as it ends.
+
+    Returns:
+        The records of `run_group`, resolution by resolution, precision by precision, in the order of `presets`.
+    """
+    records = []
+    for res in resolutions:
+        for precision in precisions:
+            specs = [dict(preset=p, res=res, batch=batch, xla=xla, precision=precision, overrides=overrides or {},
+                          flops=flops) for p in presets]
+            group = run_group(specs, steps, stderr)
+            records += group
+            print("\n".join(format_rows(group)), flush=True)
+            if len(group) == 2:
+                print(f"{group[0]['preset']}/{group[1]['preset']} at {res} {precision}: "
+                      f"{group[0]['amortized'] / group[1]['amortized']:.2f}", flush=True)
+    return records
+
+
+def preamble(batch: int, xla: bool, precisions: Sequence[str]) -> list[str]:
+    """The lines printed before the table (with the GPU note when a reduced precision is timed)."""
+    lines = [f"{os.cpu_count()} CPU threads, batch {batch}, XLA {'on' if xla else 'off'}, "
+             f"precision {','.join(precisions)}"]
+    if any(p != "fp32" for p in precisions):
+        lines.append(GPU_NOTE)
+    return lines + [HEADER]
 
 
 def main() -> None:
@@ -101,20 +194,21 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--no-xla", action="store_true")
+    parser.add_argument("--precision", type=parse_precisions, default=["fp32"],
+                        help="comma-separated precisions to time: fp32, fp16, bf16 (default fp32)")
+    parser.add_argument("--presets", nargs="+", default=["ganformer-ffhq", "stylegan2"])
+    parser.add_argument("--channel-max", type=int, default=None, help="cap the channels (default: the preset's)")
+    parser.add_argument("--no-flops", action="store_true", help="skip the FLOP count")
+    parser.add_argument("--json", default=None, help="also write every record (with memory per stage) here")
     args = parser.parse_args()
-    print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPU threads, batch {args.batch}, "
-          f"XLA {'off' if args.no_xla else 'on'}")
-    print(f"{'preset':>16} {'res':>4} {'s/step':>8} {'s/R1 step':>10} {'amortized s':>12} {'img/s':>7} "
-          f"{'TFLOP/step':>11} {'GFLOP/s':>8}")
-    for res in args.resolutions:
-        presets = ("ganformer-ffhq", "stylegan2")
-        built = [compiled_steps(preset, res, args.batch, not args.no_xla) for preset in presets]
-        times = time_interleaved([timer for timer, _ in built], args.steps)
-        amortized = [plain * 15 / 16 + r1 / 16 for plain, r1 in times]
-        for preset, (_, flops), (plain, r1), am in zip(presets, built, times, amortized):
-            print(f"{preset:>16} {res:>4} {plain:>8.2f} {r1:>10.2f} {am:>12.2f} "
-                  f"{args.batch / am:>7.2f} {flops / 1e12:>11.3f} {flops / am / 1e9:>8.1f}", flush=True)
-        print(f"{'GANformer/StyleGAN2':>21} at {res}: {amortized[0] / amortized[1]:.2f}", flush=True)
+    overrides = {} if args.channel_max is None else {"channel_max": args.channel_max}
+    print("\n".join(preamble(args.batch, not args.no_xla, args.precision)), flush=True)
+    records = run_cases(args.resolutions, args.precision, args.presets, args.batch, args.steps, not args.no_xla,
+                        overrides, not args.no_flops)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump({"command": " ".join(sys.argv), "cpu_threads": os.cpu_count(), "records": records}, f, indent=1)
+        print(f"wrote {args.json}")
 
 
 if __name__ == "__main__":
