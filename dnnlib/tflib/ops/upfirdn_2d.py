@@ -1,12 +1,11 @@
 """FIR up/down-sampling and resampling convolutions, with StyleGAN2 `upfirdn_2d` semantics, in pure TF (NHWC).
 
 `upfirdn_2d` = upsample by zero insertion -> pad (negative pads crop) -> 2-D FIR convolution (true convolution, the
-kernel is flipped) -> downsample by keeping every `down`-th sample. Separable kernels on inputs of static size run in
-polyphase form (no zero-inserted samples are multiplied, no dropped samples computed) as one depthwise convolution
-whose output channels are the phases: a handful of graph ops per call (a slice and multiply per tap before), twice
-differentiable with and without XLA. The literal form, a weighted sum of shifted slices, stays as the reference
-and both are tested equal. 1x1 resampling convs mix channels at the low resolution (the mixing commutes with the
-per-channel FIR).
+kernel is flipped) -> downsample by keeping every `down`-th sample. The FIR is written as a weighted sum of shifted
+slices (separable kernels as two 1-D passes), which needs no depthwise kernel, is twice differentiable and lets XLA
+fuse it with its neighbours. Separable kernels run in polyphase form (no zero-inserted samples are multiplied, no
+dropped samples computed); the literal form stays as the reference and both are tested equal. 1x1 resampling convs
+mix channels at the low resolution (the mixing commutes with the per-channel FIR).
 """
 
 from __future__ import annotations
@@ -96,80 +95,52 @@ def _zero_stuff(x: tf.Tensor, up: int) -> tf.Tensor:
     return tf.reshape(x, [n, h * up, w * up, c])
 
 
-def _axis_phases(kf: np.ndarray, up: int, down: int, pad0: int, pad1: int, length: int
-                 ) -> tuple[np.ndarray, int, int, int]:
-    """The polyphase decomposition of one separable pass of `upfirdn_2d` along an axis of static `length`.
+def _phase_axis(x: tf.Tensor, kf: np.ndarray, up: int, down: int, pad0: int, pad1: int, axis: int) -> tf.Tensor:
+    """One separable pass of `upfirdn_2d` along `axis` (static length) without materializing the zero insertion.
 
     With `kf` the flipped taps, output m is `Σ_i kf[i] · u[down·m + i − pad0]`, `u` the zero-stuffed input. For
     `up > 1` (then `down == 1`) output m = up·j + p only sees taps i with `(p + i − pad0) % up == 0`, i.e. input
     `j + (p + i − pad0) / up`, so each phase p is a short FIR on the input and the phases are interleaved. For
     `up == 1` the taps read every `down`-th input, so only the kept outputs are computed.
-
-    Returns:
-        `(filters [up, L], first, num, count)`: phase p's output j is `Σ_l filters[p, l] · x[stride·j + first + l]`
-        (`stride` = `down`; input indices outside `[0, length)` read zeros) for `j < num`; interleaving the phases
-        gives `num · up >= count` samples, of which the first `count` are the output.
     """
-    n = len(kf)
-    count = (length * up + pad0 + pad1 - n) // down + 1
-    taps = [[((p + i - pad0) // up, t) for i, t in enumerate(kf) if (p + i - pad0) % up == 0 and t != 0]
-            for p in range(up)]
-    offsets = [o for phase in taps for o, _ in phase] or [0]
-    first = min(offsets)
-    filters = np.zeros([up, max(offsets) - first + 1])
-    for p, phase in enumerate(taps):
-        for o, t in phase:
-            filters[p, o - first] += t
-    return filters, first, -(-count // up), count
-
-
-def _pad_or_crop(x: tf.Tensor, before: tuple[int, int], after: tuple[int, int]) -> tf.Tensor:
-    """Pads H and W of `x` with zeros (`before`/`after` > 0) or crops them (< 0); crops by strided slicing
-    (XLA-safe, see `_fir_axis`). `before`, `after`: (H, W) amounts."""
-    if max(before + after) > 0:
-        x = tf.pad(x, [[0, 0], [max(before[0], 0), max(after[0], 0)], [max(before[1], 0), max(after[1], 0)], [0, 0]])
-    if min(before + after) < 0:
-        h, w = int(x.shape[1]), int(x.shape[2])
-        x = x[:, max(-before[0], 0):h - max(-after[0], 0), max(-before[1], 0):w - max(-after[1], 0), :]
-    return x
-
-
-def _polyphase_2d(x: tf.Tensor, ky: np.ndarray, kx: np.ndarray, up: int, down: int, pad0: int, pad1: int
-                  ) -> tf.Tensor:
-    """`upfirdn_2d` with the separable kernel `outer(ky, kx)` as one depthwise convolution (static H, W, C).
-
-    Every (row phase, column phase) pair is one output channel of a depthwise conv with channel multiplier `up²`
-    over the input (strided by `down`), so no zero-inserted sample is multiplied and no dropped sample computed;
-    the phases are then interleaved into the `up`-times larger image. A single `DepthwiseConv2dNative` (and its
-    two gradient ops) replaces one slice and multiply per tap, and it is twice differentiable with and without XLA.
-
-    Args:
-        x: Images `[N, H, W, C]` (H, W, C static).
-        ky: Flipped 1-D taps along H.
-        kx: Flipped 1-D taps along W.
-        up: Upsampling factor (`down` must then be 1).
-        down: Downsampling factor (`up` must then be 1).
-        pad0: Padding before (negative crops).
-        pad1: Padding after (negative crops).
-
-    Returns:
-        `[N, count_h, count_w, C]`, as `upfirdn_2d`.
-    """
-    c = int(x.shape[3])
-    fy, y0, ny, count_y = _axis_phases(ky, up, down, pad0, pad1, int(x.shape[1]))
-    fx, x0, nx, count_x = _axis_phases(kx, up, down, pad0, pad1, int(x.shape[2]))
-    x = _pad_or_crop(x, (-y0, -x0), (down * (ny - 1) + y0 + fy.shape[1] - int(x.shape[1]),
-                                     down * (nx - 1) + x0 + fx.shape[1] - int(x.shape[2])))
-    kernel = np.einsum("pi,qj->ijpq", fy, fx).reshape(fy.shape[1], fx.shape[1], 1, up * up)
-    kernel = tf.constant(np.broadcast_to(kernel, kernel.shape[:2] + (c, up * up)), x.dtype)
-    # The raw op: tf.nn.depthwise_conv2d adds dilation handling (more graph ops) that a VALID conv does not need.
-    y = tf.raw_ops.DepthwiseConv2dNative(input=x, filter=kernel, strides=[1, down, down, 1], padding="VALID")
-    if up == 1:  # y: [N, ny, nx, C * up²], channel c * up² + phase_y * up + phase_x
-        return y
-    y = tf.reshape(y, [-1, ny, nx, c, up, up])
-    y = tf.reshape(tf.transpose(y, [0, 1, 4, 2, 5, 3]), [-1, ny * up, nx * up, c])
-    if (ny * up, nx * up) != (count_y, count_x):
-        y = y[:, :count_y, :count_x, :]
+    n, length = len(kf), int(x.shape[axis])
+    count = (length * up + pad0 + pad1 - n) // down + 1  # output length
+    phases = []  # per phase: ([(offset, tap)], number of outputs)
+    for p in range(up):
+        taps = [((p + i - pad0) // up, t) for i, t in enumerate(kf) if (p + i - pad0) % up == 0 and t != 0]
+        phases.append((taps, (count - p + up - 1) // up))
+    span = (count - 1) * down if up == 1 else max(c for _, c in phases) - 1
+    offsets = [o for taps, _ in phases for o, _ in taps] or [0]
+    before, after = max(0, -min(offsets)), max(0, max(offsets) + span - (length - 1))
+    if before or after:
+        paddings = [[0, 0]] * 4
+        paddings[axis] = [before, after]
+        x = tf.pad(x, paddings)
+    outs = []
+    for taps, num in phases:
+        out = None
+        for o, t in taps:
+            index = [slice(None)] * 4
+            index[axis] = slice(o + before, o + before + (num - 1) * down + 1, down)
+            term = x[tuple(index)] * tf.constant(t, x.dtype)
+            out = term if out is None else out + term
+        if out is None:  # a phase no tap reaches is all zeros
+            index = [slice(None)] * 4
+            index[axis] = slice(0, num)
+            out = tf.zeros_like(x[tuple(index)])
+        outs.append(out)
+    if up == 1:
+        return outs[0]
+    num = phases[0][1]
+    outs = [o if c == num else tf.pad(o, [[0, 0] if a != axis else [0, num - c] for a in range(4)])
+            for o, (_, c) in zip(outs, phases)]
+    y = tf.stack(outs, axis=axis + 1)
+    shape = [-1 if a == 0 else (num * up if a == axis else y.shape[a + (a > axis)]) for a in range(4)]
+    y = tf.reshape(y, shape)
+    if num * up != count:
+        index = [slice(None)] * 4
+        index[axis] = slice(0, count)
+        y = y[tuple(index)]
     return y
 
 
@@ -185,7 +156,7 @@ def upfirdn_2d(x: tf.Tensor, k: np.ndarray, up: int = 1, down: int = 1, pad0: in
         pad0: Padding before, on both H and W (negative crops).
         pad1: Padding after, on both H and W (negative crops).
         polyphase: For separable kernels on inputs of static size, resample without the zero-inserted or
-            not-kept samples, as one depthwise convolution (`_polyphase_2d`); False (or a case it does not cover: non-separable kernel, dynamic
+            not-kept samples (`_phase_axis`); False (or a case it does not cover: non-separable kernel, dynamic
             size, both `up` and `down`) runs the reference form literally. Both are tested equal.
 
     Returns:
@@ -194,7 +165,8 @@ def upfirdn_2d(x: tf.Tensor, k: np.ndarray, up: int = 1, down: int = 1, pad0: in
     k = np.asarray(k, dtype=np.float64)
     sep = _separate(k) if polyphase and (up == 1 or down == 1) else None
     if sep is not None and x.shape[1] is not None and x.shape[2] is not None and x.shape[3] is not None:
-        return _polyphase_2d(x, sep[0][::-1], sep[1][::-1], up, down, pad0, pad1)
+        x = _phase_axis(x, sep[0][::-1], up, down, pad0, pad1, 1)
+        return _phase_axis(x, sep[1][::-1], up, down, pad0, pad1, 2)
     if up > 1:
         x = _zero_stuff(x, up)
     x = _pad_crop(x, pad0, pad1)
