@@ -83,6 +83,7 @@ class Trainer:
         if metrics_fn is not None:  # metric values go to TensorBoard too, next to the training scalars
             self.metrics_fn = functools.partial(metrics_fn, tb_writer=self.log.writer)
         self._stop = False
+        self._evaluating = False  # a SIGTERM now interrupts the evaluation (the resumed run redoes it)
         self._last_reals: Optional[tf.Tensor] = None
         self._restored = False
         self._stopped_on_snapshot = False
@@ -112,8 +113,23 @@ class Trainer:
         return iter(ds.skip(skip) if skip else ds)
 
     def _on_sigterm(self, signum: int, frame: Any) -> None:
-        print("SIGTERM received: writing a checkpoint and stopping after this minibatch", flush=True)
         self._stop = True
+        if self._evaluating:  # an evaluation can take many minutes: stop it rather than outlive a pre-emption
+            self._evaluating = False
+            print("SIGTERM received during an evaluation: stopping it (the resumed run evaluates this snapshot)",
+                  flush=True)
+            raise EvaluationInterrupted()
+        print("SIGTERM received: writing a checkpoint and stopping after this minibatch", flush=True)
+
+    def _evaluate(self, path: str, kimg: float, **kwargs: Any) -> None:
+        """Runs the metrics of the snapshot at `path`; a SIGTERM meanwhile abandons them (see `_on_sigterm`)."""
+        self._evaluating = True
+        try:
+            self.metrics_fn(self.Gs, path, kimg, **kwargs)
+        except EvaluationInterrupted:
+            pass
+        finally:
+            self._evaluating = False
 
     # -------------------------------------------------------------------------------------------- the loop
     def run(self) -> None:
@@ -168,6 +184,8 @@ class Trainer:
             self._initial_outputs()
         else:
             self._finish_interrupted_metrics()
+        if self._stop:  # stopped in the kimg-0 outputs (a rerun starts afresh) or in a resumed evaluation (redone)
+            return
         tick_start_nimg, tick_start_time, start_time = int(prog.cur_nimg.numpy()), time.time(), time.time()
         tick_len = int(round(opts.kimg_per_tick * 1000))
         ticks_run = 0
@@ -234,7 +252,7 @@ class Trainer:
                 self.save_snapshot(path)
                 self._prune_snapshots()
                 if self.metrics_fn is not None:
-                    self.metrics_fn(self.Gs, path, kimg)
+                    self._evaluate(path, kimg)
 
     def _initial_outputs(self) -> None:
         """Samples, maps, a snapshot and the metrics of the untrained networks (kimg 0): the baseline of every curve."""
@@ -246,15 +264,16 @@ class Trainer:
         if self.metrics_fn is not None:
             path = os.path.join(self.opts.run_dir, f"network-snapshot-{snapshot_label(0.0)}.pkl")
             self.save_snapshot(path)
-            self.metrics_fn(self.Gs, path, 0.0)
-            self.ckpt.save(int(self.progress.minibatch.numpy()))  # a kill from here on does not repeat them
+            self._evaluate(path, 0.0, missing_only=True)  # only a stopped first attempt recorded any
+            if not self._stop:
+                self.ckpt.save(int(self.progress.minibatch.numpy()))  # a kill from here on does not repeat them
 
     def _finish_interrupted_metrics(self) -> None:
         """Evaluates the metrics a kill interrupted: the checkpoint of a snapshot tick is written before the snapshot
         and its metrics, so a run resumed there has the snapshot of its current kimg, maybe without results."""
         path = os.path.join(self.opts.run_dir, f"network-snapshot-{snapshot_label(self.progress.kimg)}.pkl")
         if self.chief and self.metrics_fn is not None and os.path.isfile(path):
-            self.metrics_fn(self.Gs, path, self.progress.kimg, missing_only=True)
+            self._evaluate(path, self.progress.kimg, missing_only=True)
 
     # ----------------------------------------------------------------------------------------------- outputs
     def save_snapshot(self, path: str) -> None:
@@ -316,6 +335,10 @@ class Trainer:
             for old in os.listdir(folder):
                 if old.endswith(".png") and old != name:
                     os.remove(os.path.join(folder, old))
+
+
+class EvaluationInterrupted(Exception):
+    """Raised by the SIGTERM handler inside an evaluation to abandon it (the checkpoint is already written)."""
 
 
 def tick_end(tick_start_nimg: int, tick_len: int) -> int:
