@@ -53,7 +53,8 @@ class Trainer:
         dataset: An opened `training.dataset.Dataset`.
         strategy: The distribution strategy (default: the no-op default strategy).
         metrics_fn: Called at snapshot ticks as `metrics_fn(Gs, snapshot_path, kimg, tb_writer=writer)` with the
-            run's TensorBoard writer (None without --summarize); None: no metrics.
+            run's TensorBoard writer (None without --summarize), and with `missing_only=True` at kimg 0 and for a
+            snapshot whose evaluation a stop interrupted (only the metrics without a result); None: no metrics.
     """
 
     def __init__(self, opts: TrainingOptions, g_cfg: GeneratorConfig, d_cfg: DiscriminatorConfig, dataset: Any,
