@@ -57,5 +57,6 @@ def test_precision_list_parses_and_rejects_unknown_names():
 def test_gpu_note_is_printed_only_when_a_reduced_precision_is_timed():
     assert bench.GPU_NOTE not in bench.preamble(8, True, ["fp32"])
     lines = bench.preamble(8, True, ["fp32", "fp16"])
-    assert bench.GPU_NOTE in lines and "not measured" in bench.GPU_NOTE and "--precision fp32,fp16,bf16" in bench.GPU_NOTE
+    assert bench.GPU_NOTE in lines
+    assert "not measured" in bench.GPU_NOTE and "--precision fp32,fp16,bf16" in bench.GPU_NOTE
     assert lines[-1] == bench.HEADER and "peak RSS" in bench.HEADER
