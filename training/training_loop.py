@@ -177,7 +177,6 @@ class Trainer:
 
     def _loop(self) -> None:
         opts, prog = self.opts, self.progress
-        total_nimg = int(opts.total_kimg * 1000)
         it = self._data_iterator()
         if self.chief and not os.path.exists(os.path.join(opts.run_dir, "reals.png")):
             self.write_reals()
@@ -187,11 +186,17 @@ class Trainer:
             self._finish_interrupted_metrics()
         if self._stop:  # stopped in the kimg-0 outputs (a rerun starts afresh) or in a resumed evaluation (redone)
             return
+        with tqdm(total=opts.total_kimg, initial=prog.kimg, unit="kimg", disable=not self.chief,
+                  bar_format="{l_bar}{bar}| {n:.3f}/{total:.3f} kimg [{elapsed}<{remaining}]") as bar:
+            self._train_ticks(it, bar)  # the bar is closed on any exit (an open bar garbles later output)
+
+    def _train_ticks(self, it: Any, bar: tqdm) -> None:
+        """Trains minibatches from `it` until the run is done, stopped or at --max-ticks (ends a tick each time)."""
+        opts, prog = self.opts, self.progress
+        total_nimg = int(opts.total_kimg * 1000)
         tick_start_nimg, tick_start_time, start_time = int(prog.cur_nimg.numpy()), time.time(), time.time()
         tick_len = int(round(opts.kimg_per_tick * 1000))
         ticks_run = 0
-        bar = tqdm(total=opts.total_kimg, initial=prog.kimg, unit="kimg", disable=not self.chief,
-                   bar_format="{l_bar}{bar}| {n:.3f}/{total:.3f} kimg [{elapsed}<{remaining}]")
         while True:
             batch = next(it)
             reals, labels = batch if isinstance(batch, tuple) else (batch, None)
@@ -223,7 +228,6 @@ class Trainer:
                 if not self._stopped_on_snapshot:
                     self.ckpt.save(int(prog.minibatch.numpy()))
                 break
-        bar.close()
 
     def _end_tick(self, nimg: int, tick_start: int, tick_time: float, total_time: float) -> dict[str, float]:
         kimg_done = max((nimg - tick_start) / 1000.0, 1e-8)
