@@ -158,6 +158,12 @@ def run_dir(result_dir: str, model: str) -> str:
     return os.path.join(result_dir, "runs", f"{model}-000")
 
 
+def evaluated(path: str) -> bool:
+    """True once the run in `path` has recorded an FID (then the real images' statistics are in the cache)."""
+    record = os.path.join(path, "metric-fid.jsonl")
+    return os.path.isfile(record) and os.path.getsize(record) > 0
+
+
 def kimg_done(path: str) -> float:
     """Progress of a run from its stats.jsonl (0 when it has not finished a tick)."""
     stats = os.path.join(path, "stats.jsonl")
@@ -221,6 +227,9 @@ def _failure(model: str, code: int, result_dir: str) -> UserError:
 def train_models(o: StudyOptions, todo: list[str], result_dir: str, state: dict, bar: tqdm, parallel: int) -> None:
     """Trains the `todo` models, at most `parallel` at a time, moving the study bar at every evaluation.
 
+    A model starts only once every running model has recorded an evaluation: the first evaluation computes the real
+    images' Inception statistics, which the runs share through the metrics cache, so they are computed once.
+
     Each model's wall seconds (its process's lifetime) are added to `state` and saved when the process ends; on an
     exception or Ctrl-C every running process gets SIGTERM (it writes a checkpoint and stops).
     """
@@ -228,7 +237,7 @@ def train_models(o: StudyOptions, todo: list[str], result_dir: str, state: dict,
     finished = {m: o.kimg for m in o.models if m not in todo}
     try:
         while (queue or running) and failure is None:
-            while queue and len(running) < parallel:
+            while queue and len(running) < parallel and all(evaluated(run_dir(result_dir, m)) for m in running):
                 model = queue.pop(0)
                 running[model] = (*_launch(o, model, result_dir), time.time())
             bar.set_postfix_str(",".join(running))

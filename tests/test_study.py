@@ -107,3 +107,53 @@ def test_gamma_auto_is_the_ada_heuristic_resolved_before_it_is_stored(monkeypatc
     assert opts.gamma == pytest.approx(0.0256)
     assert study.parse_args(["--gamma", "10"])[0].gamma == 10.0
     assert "--gamma 0.0128" in " ".join(study.run_flags(study.parse_args([])[0], "stylegan2", "r"))
+
+
+def test_a_model_starts_once_the_running_ones_have_recorded_an_fid(tmp_path, monkeypatch):
+    """With --parallel 2 the second run waits for the first's kimg-0 FID (its real statistics are then cached)."""
+    monkeypatch.syspath_prepend(os.path.join(ROOT, "benchmarks"))
+    import io
+
+    import study
+    from tqdm import tqdm
+    opts = study.parse_args(["--kimg", "1", "--eval-every", "1"])[0]
+    result = str(tmp_path)
+    os.makedirs(os.path.join(result, "runs", "ganformer-000"))
+
+    class Proc:
+        returncode = 0
+
+        def __init__(self):
+            self.done = False
+
+        def poll(self):
+            return 0 if self.done else None
+
+        def terminate(self):
+            self.done = True
+
+        def wait(self):
+            return 0
+
+    procs, seen = {}, []
+
+    def launch(o, model, result_dir):
+        procs[model] = Proc()
+        return procs[model], io.StringIO()
+
+    def sleep(_):
+        seen.append(sorted(procs))
+        if len(seen) == 3:  # the first run records its kimg-0 FID
+            with open(os.path.join(result, "runs", "ganformer-000", "metric-fid.jsonl"), "w") as f:
+                f.write('{"kimg": 0}\n')
+        if len(seen) == 6:
+            for proc in procs.values():
+                proc.done = True
+
+    monkeypatch.setattr(study, "_launch", launch)
+    monkeypatch.setattr(study.time, "sleep", sleep)
+    state = {"options": {}, "wall_seconds": {}}
+    with tqdm(total=2, disable=True) as bar:
+        study.train_models(opts, ["ganformer", "stylegan2"], result, state, bar, parallel=2)
+    assert seen[:3] == [["ganformer"]] * 3 and seen[3] == ["ganformer", "stylegan2"]
+    assert set(state["wall_seconds"]) == {"ganformer", "stylegan2"}
