@@ -4,13 +4,18 @@ precision asked for.
 
 Usage: python benchmarks/bench_training.py [--resolutions 32 64] [--batch 8] [--steps 4] [--no-xla]
                                            [--precision fp32,fp16,bf16] [--presets ganformer-ffhq stylegan2]
-                                           [--channel-max N] [--json out.json]
+                                           [--channel-max N] [--aug noaug,ada] [--json out.json]
 
 Every case (preset, resolution, precision) runs in a fresh process of its own (`bench_training_case.py`), as a
 training run would: it builds its networks, compiles both kinds of step, then waits. The cases of one resolution
 and precision are built one after the other and then timed in alternation, step by step, so a change in machine
 load affects them alike. FLOPs come from TensorFlow's graph profiler on one plain graph of the same computation
 (forward and backward, float operations of every op), so "achieved GFLOP/s" = counted FLOPs / measured seconds.
+
+Augmentation. `--aug noaug,ada` times each preset with each `--aug` mode of `run_network.py` (default: noaug) and
+prints, per preset, the step time of each mode relative to noaug: what augmenting every image D sees (G main, D
+main, R1) costs. The augmentation graph is branchless (every transform is computed, then kept with probability p),
+so the cost does not depend on p.
 
 Memory. "peak RSS" is the case process's own high-water resident set (`VmHWM`, read after its last step): from
 the import of TensorFlow through building, compiling and running the steps. Each case has its own process because
@@ -41,6 +46,7 @@ from bench_training_case import MARKER, R1_INTERVAL  # noqa: E402  (no TensorFlo
 
 CASE_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench_training_case.py")
 PRECISIONS = ("fp32", "fp16", "bf16")
+AUG_MODES = ("noaug", "ada", "fixed", "diffaugment")
 GPU_NOTE = ("GPU speedups of fp16/bf16 are not measured on this CPU machine; on a GPU run: python "
             "benchmarks/bench_training.py --resolutions 256 --batch 32 --precision fp32,fp16,bf16")
 
@@ -137,6 +143,15 @@ def parse_precisions(text: str) -> list[str]:
     return out
 
 
+def parse_augs(text: str) -> list[str]:
+    """`noaug,ada` -> ["noaug", "ada"]; raises `argparse.ArgumentTypeError` for anything else."""
+    out = [a.strip() for a in text.split(",") if a.strip()]
+    bad = [a for a in out if a not in AUG_MODES]
+    if bad or not out or len(set(out)) != len(out):
+        raise argparse.ArgumentTypeError(f"{text!r}: a comma-separated list of distinct {', '.join(AUG_MODES)}")
+    return out
+
+
 def _mib(value: Optional[float]) -> str:
     return "-" if value is None else f"{value:,.0f}"
 
@@ -146,37 +161,55 @@ def format_rows(records: Sequence[dict[str, Any]]) -> list[str]:
     lines = []
     for r in records:
         am = r["amortized"]
-        lines.append(f"{r['preset']:>16} {r['res']:>4} {r['precision']:>5} {r['plain']:>8.2f} {r['r1']:>10.2f} "
+        lines.append(f"{r['preset']:>16} {r['res']:>4} {r['precision']:>5} {r.get('aug', 'noaug'):>11} "
+                     f"{r['plain']:>8.2f} {r['r1']:>10.2f} "
                      f"{am:>12.2f} {r['batch'] / am:>7.2f} {r['flops'] / 1e12:>11.3f} {r['flops'] / am / 1e9:>8.1f} "
                      f"{_mib(r['peak_rss_mib']):>13} {_mib(r['device_peak_mib']):>13}")
     return lines
 
 
-HEADER = (f"{'preset':>16} {'res':>4} {'prec':>5} {'s/step':>8} {'s/R1 step':>10} {'amortized s':>12} "
+HEADER = (f"{'preset':>16} {'res':>4} {'prec':>5} {'aug':>11} {'s/step':>8} {'s/R1 step':>10} {'amortized s':>12} "
           f"{'img/s':>7} {'TFLOP/step':>11} {'GFLOP/s':>8} {'peak RSS MiB':>13} {'GPU peak MiB':>13}")
 
 
 def run_cases(resolutions: Sequence[int], precisions: Sequence[str], presets: Sequence[str], batch: int, steps: int,
               xla: bool, overrides: Optional[dict[str, Any]] = None, flops: bool = True,
-              stderr: Any = None) -> list[dict[str, Any]]:
-    """Every (resolution, precision) group of `presets`, each case in a process of its own (see `run_group`),
-    printing the table lines of each group as it ends.
+              stderr: Any = None, augs: Sequence[str] = ("noaug",)) -> list[dict[str, Any]]:
+    """Every (resolution, precision) group of `presets` x `augs`, each case in a process of its own (see
+    `run_group`), printing the table lines of each group as it ends, then its ratios (`ratio_lines`).
 
     Returns:
-        The records of `run_group`, resolution by resolution, precision by precision, in the order of `presets`.
+        The records of `run_group`, resolution by resolution, precision by precision, in the order of `presets`
+        (and, within a preset, of `augs`).
     """
     records = []
     for res in resolutions:
         for precision in precisions:
             specs = [dict(preset=p, res=res, batch=batch, xla=xla, precision=precision, overrides=overrides or {},
-                          flops=flops) for p in presets]
+                          flops=flops, aug=a) for p in presets for a in augs]
             group = run_group(specs, steps, stderr)
             records += group
-            print("\n".join(format_rows(group)), flush=True)
-            if len(group) == 2:
-                print(f"{group[0]['preset']}/{group[1]['preset']} at {res} {precision}: "
-                      f"{group[0]['amortized'] / group[1]['amortized']:.2f}", flush=True)
+            print("\n".join(format_rows(group) + ratio_lines(group)), flush=True)
     return records
+
+
+def ratio_lines(group: Sequence[dict[str, Any]]) -> list[str]:
+    """The comparisons printed under a group's rows: each augmentation mode's amortized step time relative to the
+    same preset's noaug step, and the first preset's relative to the second's (without augmentation)."""
+    lines = []
+    plain = {r["preset"]: r for r in group if r.get("aug", "noaug") == "noaug"}
+    for r in group:
+        base = plain.get(r["preset"])
+        if r.get("aug", "noaug") != "noaug" and base is not None:
+            ratio = r["amortized"] / base["amortized"]
+            lines.append(f"{r['preset']} at {r['res']} {r['precision']}: --aug {r['aug']} / noaug = {ratio:.3f} "
+                         f"({100 * (ratio - 1):+.1f}%)")
+    names = list(plain)
+    if len(names) == 2:
+        a, b = plain[names[0]], plain[names[1]]
+        lines.append(f"{a['preset']}/{b['preset']} at {a['res']} {a['precision']}: "
+                     f"{a['amortized'] / b['amortized']:.2f}")
+    return lines
 
 
 def preamble(batch: int, xla: bool, precisions: Sequence[str]) -> list[str]:
@@ -198,13 +231,15 @@ def main() -> None:
                         help="comma-separated precisions to time: fp32, fp16, bf16 (default fp32)")
     parser.add_argument("--presets", nargs="+", default=["ganformer-ffhq", "stylegan2"])
     parser.add_argument("--channel-max", type=int, default=None, help="cap the channels (default: the preset's)")
+    parser.add_argument("--aug", type=parse_augs, default=["noaug"],
+                        help="comma-separated --aug modes to time per preset, e.g. noaug,ada (default noaug)")
     parser.add_argument("--no-flops", action="store_true", help="skip the FLOP count")
     parser.add_argument("--json", default=None, help="also write every record (with memory per stage) here")
     args = parser.parse_args()
     overrides = {} if args.channel_max is None else {"channel_max": args.channel_max}
     print("\n".join(preamble(args.batch, not args.no_xla, args.precision)), flush=True)
     records = run_cases(args.resolutions, args.precision, args.presets, args.batch, args.steps, not args.no_xla,
-                        overrides, not args.no_flops)
+                        overrides, not args.no_flops, augs=args.aug)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump({"command": " ".join(sys.argv), "cpu_threads": os.cpu_count(), "records": records}, f, indent=1)

@@ -95,8 +95,9 @@ def build_case(spec: dict[str, Any], memory: list[dict[str, Any]]) -> tuple[Call
     """Builds and compiles the training step of a case; appends the memory after each stage to `memory`.
 
     Args:
-        spec: `preset`, `res`, `batch`, `xla`, `precision`, `flops` (count FLOPs: bool) and `overrides` (network
-            config fields, e.g. `{"channel_max": 16}`).
+        spec: `preset`, `res`, `batch`, `xla`, `precision`, `flops` (count FLOPs: bool), `overrides` (network
+            config fields, e.g. `{"channel_max": 16}`) and optional `aug` (`--aug` mode, default noaug; the
+            augmentation's graph is branchless, so its cost does not depend on p, which stays at its start value).
         memory: Receives `{"stage": name, "rss_mib": ..., "hwm_mib": ...}` records.
 
     Returns:
@@ -117,7 +118,8 @@ def build_case(spec: dict[str, Any], memory: list[dict[str, Any]]) -> tuple[Call
     G, D = build_networks(preset, res, mbstd_group_size=min(4, batch), **overrides)
     Gs, _ = build_networks(preset, res, **overrides)
     opts = TrainingOptions(run_dir=tempfile.mkdtemp(prefix="bench-training-"), batch_size=batch, batch_gpu=batch,
-                           xla=spec["xla"], metrics=[], precision=spec["precision"])
+                           xla=spec["xla"], metrics=[], precision=spec["precision"],
+                           aug=spec.get("aug", "noaug"))
     steps_fn = TrainingSteps(G, D, Gs, Adam(G.trainable_variables, reg_interval=None),
                              Adam(D.trainable_variables, reg_interval=R1_INTERVAL), opts,
                              tf.distribute.get_strategy(), Progress().pl_mean)

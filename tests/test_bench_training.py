@@ -60,3 +60,30 @@ def test_gpu_note_is_printed_only_when_a_reduced_precision_is_timed():
     assert bench.GPU_NOTE in lines
     assert "not measured" in bench.GPU_NOTE and "--precision fp32,fp16,bf16" in bench.GPU_NOTE
     assert lines[-1] == bench.HEADER and "peak RSS" in bench.HEADER
+
+
+def test_aug_modes_are_timed_per_preset_and_compared_with_noaug(capfd):
+    records = bench.run_cases([8], ["fp32"], ["gan"], batch=2, steps=1, xla=False, overrides={"channel_max": 8},
+                              flops=False, augs=["noaug", "ada"])
+    assert [(r["preset"], r["aug"]) for r in records] == [("gan", "noaug"), ("gan", "ada")]
+    out = capfd.readouterr().out
+    ratio = records[1]["amortized"] / records[0]["amortized"]
+    assert f"gan at 8 fp32: --aug ada / noaug = {ratio:.3f}" in out
+    rows = [line.split() for line in out.splitlines() if line.strip().startswith("gan ") and ":" not in line]
+    assert [row[3] for row in rows] == ["noaug", "ada"]
+
+
+def test_ratio_lines_compare_each_mode_with_its_presets_noaug_and_the_two_presets():
+    rec = lambda preset, aug, am: dict(preset=preset, aug=aug, amortized=am, res=32, precision="fp32")  # noqa: E731
+    lines = bench.ratio_lines([rec("a", "noaug", 2.0), rec("a", "ada", 2.2), rec("b", "noaug", 1.0),
+                               rec("b", "diffaugment", 1.05)])
+    assert lines == ["a at 32 fp32: --aug ada / noaug = 1.100 (+10.0%)",
+                     "b at 32 fp32: --aug diffaugment / noaug = 1.050 (+5.0%)",
+                     "a/b at 32 fp32: 2.00"]
+
+
+def test_aug_list_parses_and_rejects_unknown_or_repeated_modes():
+    assert bench.parse_augs("noaug, ada") == ["noaug", "ada"]
+    for bad in ("adaa", "ada,ada", ","):
+        with pytest.raises(argparse.ArgumentTypeError):
+            bench.parse_augs(bad)
