@@ -17,6 +17,7 @@ evaluation interval (checkpoints are written at every evaluation).
 
     python benchmarks/study.py                                   # the default study: shapes 32x32, ganformer vs stylegan2
     python benchmarks/study.py --models ganformer,stylegan2,kgan --dataset clevr --resolution 64 --gpus 0,1
+    python benchmarks/study.py --models ganformer,ganformer@ada --shapes-images 1000 --data-dir datasets-1k
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ MODELS: dict[str, list[str]] = {
     "sagan": ["--baseline", "SAGAN"],
 }
 ATTENTION_MODELS = ("ganformer", "ganformer-ffhq")
+# `NAME@AUG` trains model NAME with `--aug AUG` (e.g. ganformer@ada next to ganformer on a small dataset).
+AUG_VARIANTS = ("noaug", "ada", "diffaugment")
 ARI_METRIC = "fg_ari500"  # FG-ARI on 500 generated images (attention models only)
 
 
@@ -87,7 +90,8 @@ def parse_args(argv: Optional[list[str]] = None) -> tuple[StudyOptions, str, int
     p.add_argument("--dataset", default=d.dataset, help="a prepared dataset name (shapes is rendered if missing)")
     p.add_argument("--data-dir", default=d.data_dir)
     p.add_argument("--resolution", type=int, default=d.resolution)
-    p.add_argument("--models", default=",".join(d.models), help=f"comma list of {', '.join(MODELS)}")
+    p.add_argument("--models", default=",".join(d.models),
+                   help=f"comma list of {', '.join(MODELS)}; NAME@ada or NAME@diffaugment trains NAME with that --aug")
     p.add_argument("--kimg", type=float, default=d.kimg, help="thousands of real images each model sees")
     p.add_argument("--eval-every", type=float, default=d.eval_every, help="kimg between evaluations")
     p.add_argument("--fid-images", type=int, default=d.fid_images, help="generated (and real) images per FID")
@@ -121,9 +125,10 @@ def parse_args(argv: Optional[list[str]] = None) -> tuple[StudyOptions, str, int
 
 def validate(o: StudyOptions) -> None:
     """One-line UserErrors naming the flag."""
-    unknown = [m for m in o.models if m not in MODELS]
+    unknown = [m for m in o.models if model_flags(m) is None]
     if unknown or not o.models or len(set(o.models)) != len(o.models):
-        raise UserError(f"--models {','.join(o.models)}: give distinct names from {', '.join(MODELS)}")
+        raise UserError(f"--models {','.join(o.models)}: give distinct names from {', '.join(MODELS)}, each "
+                        f"optionally with @{'|@'.join(AUG_VARIANTS)}")
     if not (o.kimg > 0 and o.eval_every > 0):
         raise UserError(f"--kimg {o.kimg} / --eval-every {o.eval_every}: both must be positive")
     if o.eval_every > o.kimg:
@@ -138,10 +143,23 @@ def validate(o: StudyOptions) -> None:
         raise UserError("--channel-max, --batch-size and --batch-gpu must be >= 1")
 
 
+def model_flags(name: str) -> Optional[list[str]]:
+    """run_network.py flags of a model name (`NAME` or `NAME@AUG`, see AUG_VARIANTS); None for an unknown name."""
+    base, sep, aug = name.partition("@")
+    if base not in MODELS or (sep and aug not in AUG_VARIANTS):
+        return None
+    return MODELS[base] + (["--aug", aug] if sep else [])
+
+
+def is_attention(name: str) -> bool:
+    """Whether the model (`NAME` or `NAME@AUG`) has attention maps (FG-ARI and map grids)."""
+    return name.partition("@")[0] in ATTENTION_MODELS
+
+
 def run_flags(o: StudyOptions, model: str, result_dir: str) -> list[str]:
     """The run_network.py command line of one model."""
-    metrics = "fid" + (f",{ARI_METRIC}" if model in ATTENTION_MODELS else "")
-    flags = ["--train", *MODELS[model], "--dataset", o.dataset, "--data-dir", o.data_dir, "--resolution",
+    metrics = "fid" + (f",{ARI_METRIC}" if is_attention(model) else "")
+    flags = ["--train", *model_flags(model), "--dataset", o.dataset, "--data-dir", o.data_dir, "--resolution",
              str(o.resolution), "--result-dir", os.path.join(result_dir, "runs"), "--expname", model,
              "--channel-max", str(o.channel_max), "--batch-size", str(o.batch_size),
              "--batch-gpu", str(o.batch_gpu or o.batch_size), "--total-kimg", str(o.kimg),
@@ -183,6 +201,8 @@ def prepare_dataset(o: StudyOptions) -> None:
     """Renders `shapes` when it is missing; any other dataset must be prepared by the user."""
     path = os.path.join(o.data_dir, o.dataset)
     if os.path.isdir(path):
+        if o.dataset == "shapes":
+            _check_rendered(path, o)
         return
     if o.dataset != "shapes":
         raise UserError(f"--dataset {o.dataset}: {path} does not exist; prepare it with prepare_data.py first")
@@ -191,6 +211,19 @@ def prepare_dataset(o: StudyOptions) -> None:
                   "--data-dir", o.data_dir])
     if rc not in (0, None):
         raise UserError(f"--dataset shapes: rendering into {path} failed (exit {rc})")
+
+
+def _check_rendered(path: str, o: StudyOptions) -> None:
+    """Refuses a rendered `shapes` set whose size or resolution differs from --shapes-images / --resolution."""
+    try:
+        with open(os.path.join(path, "dataset.json"), encoding="utf-8") as f:
+            meta = json.load(f)
+    except (OSError, ValueError):
+        return  # not rendered by prepare_data.py: the user's own dataset named shapes
+    if meta.get("count") != o.shapes_images or meta.get("resolution") != o.resolution:
+        raise UserError(f"--shapes-images {o.shapes_images} --resolution {o.resolution}: {path} holds "
+                        f"{meta.get('count')} scenes at {meta.get('resolution')}x{meta.get('resolution')}; pass "
+                        f"another --data-dir (or the same --shapes-images / --resolution)")
 
 
 def load_state(result_dir: str, o: StudyOptions) -> dict:
@@ -283,7 +316,8 @@ def run_study(o: StudyOptions, result_dir: str, parallel: int = 1) -> dict:
         train_models(o, todo, result_dir, state, bar, parallel)
         bar.n = bar.total
         bar.refresh()
-    return study_report.write_report(result_dir, asdict(o), state["wall_seconds"], ATTENTION_MODELS, ARI_METRIC)
+    return study_report.write_report(result_dir, asdict(o), state["wall_seconds"],
+                                     tuple(m for m in o.models if is_attention(m)), ARI_METRIC)
 
 
 def _interrupt(signum: int, frame: Any) -> None:

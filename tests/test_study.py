@@ -13,7 +13,7 @@ from tests.train_helpers import ROOT, make_shapes
 
 STUDY = os.path.join(ROOT, "benchmarks", "study.py")
 TOY = ["--resolution", "16", "--channel-max", "16", "--kimg", "0.008", "--eval-every", "0.008", "--fid-images", "8",
-       "--batch-size", "4", "--xla", "false", "--run-args=--eager"]
+       "--batch-size", "4", "--xla", "false", "--run-args=--eager", "--shapes-images", "32"]
 
 
 def _default_sigint() -> None:
@@ -157,3 +157,28 @@ def test_a_model_starts_once_the_running_ones_have_recorded_an_fid(tmp_path, mon
         study.train_models(opts, ["ganformer", "stylegan2"], result, state, bar, parallel=2)
     assert seen[:3] == [["ganformer"]] * 3 and seen[3] == ["ganformer", "stylegan2"]
     assert set(state["wall_seconds"]) == {"ganformer", "stylegan2"}
+
+
+def test_a_model_name_with_an_augmentation_suffix_trains_that_model_with_that_aug(monkeypatch):
+    monkeypatch.syspath_prepend(os.path.join(ROOT, "benchmarks"))
+    import study
+    opts = study.parse_args(["--models", "ganformer,ganformer@ada,stylegan2@diffaugment"])[0]
+    flags = study.run_flags(opts, "ganformer@ada", "r")
+    assert flags[flags.index("--aug") + 1] == "ada" and "--ganformer-default" in flags
+    assert "fg_ari500" in flags[flags.index("--metrics") + 1]  # still an attention model
+    assert "--aug" not in study.run_flags(opts, "ganformer", "r")
+    sg2 = study.run_flags(opts, "stylegan2@diffaugment", "r")
+    assert sg2[sg2.index("--aug") + 1] == "diffaugment" and sg2[sg2.index("--metrics") + 1] == "fid"
+    for bad in ("ganformer@fixed", "ganformer@", "nosuch@ada"):
+        with pytest.raises(study.UserError, match="--models"):
+            study.parse_args(["--models", bad])
+
+
+def test_a_rendered_shapes_set_of_another_size_is_refused(tmp_path):
+    data = tmp_path / "data"
+    make_shapes(str(data), count=8, resolution=16)
+    proc = _study(["--resolution", "16", "--shapes-images", "1000", "--data-dir", str(data), "--result-dir",
+                   str(tmp_path / "s")], cwd=str(tmp_path))
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and len(err.strip().splitlines()) == 1
+    assert "--shapes-images 1000" in err and "holds 8 scenes at 16x16" in err
