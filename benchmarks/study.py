@@ -69,8 +69,8 @@ class StudyOptions:
     data_dir: str = "datasets"
     resolution: int = 32
     models: list[str] = field(default_factory=lambda: ["ganformer", "stylegan2"])
-    kimg: float = 100.0
-    eval_every: float = 25.0
+    kimg: float = 150.0
+    eval_every: float = 50.0
     fid_images: int = 2000
     channel_max: int = 32
     batch_size: int = 16
