@@ -1,8 +1,23 @@
-"""Suite-wide checks shared by every test."""
+"""Suite-wide settings and checks shared by every test."""
+import os
 from typing import Iterator
 
 import pytest
 from tqdm import tqdm
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Downloads, metric statistics and compiled XLA steps of the suite (and of the processes it starts) go to a
+    temporary folder instead of the user's `~/.cache/ganformer`, unless GANFORMER_CACHE_DIR is set already."""
+    if os.environ.get("GANFORMER_CACHE_DIR"):
+        yield
+        return
+    os.environ["GANFORMER_CACHE_DIR"] = str(tmp_path_factory.mktemp("ganformer-cache"))
+    try:
+        yield
+    finally:
+        os.environ.pop("GANFORMER_CACHE_DIR", None)
 
 
 @pytest.fixture(autouse=True)

@@ -25,6 +25,35 @@ def _set_device_env(args: argparse.Namespace) -> None:
     if args.gpus is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = args.gpus
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    folder = xla_cache_dir(args)
+    if folder is not None:
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as exc:
+            print(f"warning: --xla-cache {folder}: cannot create it ({exc.strerror}); compiling without the "
+                  f"persistent cache", file=sys.stderr)
+            return
+        flag = f"--tf_xla_persistent_cache_directory={folder}"
+        os.environ["TF_XLA_FLAGS"] = " ".join(filter(None, [os.environ.get("TF_XLA_FLAGS", ""), flag]))
+
+
+def xla_cache_dir(args: argparse.Namespace) -> Optional[str]:
+    """The persistent XLA cache folder of a --train run with --xla (None: off).
+
+    TensorFlow keys each compiled step by its traced function's name and HLO, so entries of other configurations,
+    code versions or TensorFlow versions are simply not found (the default folder is per TensorFlow version).
+    """
+    if not (args.train and args.xla and not args.eager) or (args.xla_cache or "").lower() == "none":
+        return None
+    if args.xla_cache:
+        return os.path.abspath(args.xla_cache)
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        tf_version = version("tensorflow")
+    except PackageNotFoundError:
+        tf_version = "unknown"
+    from dnnlib.util import default_cache_dir
+    return os.path.join(args.cache_dir or default_cache_dir(), f"xla-{tf_version}")
 
 
 def _networks_path(args: argparse.Namespace, launch) -> tuple[str, str]:

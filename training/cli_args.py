@@ -102,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(g, "--seed", int, default=1000, help="seed of weights, latents and data order")
     _flag(g, "--deterministic", bool, default=False, help="deterministic ops (bit-exact resume on CPU)")
     _flag(g, "--xla", bool, default=True, help="compile training steps with XLA (--xla false: plain graphs)")
+    _flag(g, "--xla-cache", default=None,
+          help="folder of TensorFlow's persistent XLA compilation cache: a resumed or repeated run of the same "
+               "configuration loads its compiled steps instead of compiling again (default <cache-dir>/xla-<TF "
+               "version>; 'none' = off)")
     _flag(g, "--eager", bool, default=False, help="run eagerly (debugging)")
     _flag(g, "--cpu-replicas", int, default=None, help="split the CPU into N replicas (testing tf.distribute)")
     _flag(g, "--cache-dir", default=None, help="download/statistics cache (default ~/.cache/ganformer)")

@@ -253,6 +253,30 @@ class TrainingSteps:
                 stats_sum[k] = stats_sum.get(k, 0.0) + v / self.rounds
         return total, stats_sum
 
+    def trace(self, reals: tf.TensorSpec, labels: Optional[tf.TensorSpec]) -> None:
+        """Traces every phase for minibatches like `reals` (uint8 `[batch_size, H, W, C]`) and `labels`
+        (`[batch_size, label_dim]`, or None) without running anything.
+
+        The XLA-compiled phases are named after a process-wide counter. Traced first thing, before anything else of
+        the run traces a function, they get the same names in every process of the same configuration, which is
+        what TensorFlow's persistent compilation cache (`--xla-cache`) needs to find their executables again on a
+        resume or a rerun. Without XLA or with `--eager` it does nothing.
+        """
+        if self.opts.eager or not self.opts.xla:
+            return
+        K, d = self.G.latent_shape
+        b = self.opts.batch_size
+        z = tf.TensorSpec([b, K, d], tf.float32)
+        c = None if labels is None else tf.TensorSpec([b, *labels.shape[1:]], tf.float32)
+        images = tf.TensorSpec([b, *reals.shape[1:]], reals.dtype)
+        p, r, seed = tf.TensorSpec([], tf.float32), tf.TensorSpec([], tf.int32), tf.TensorSpec([2], tf.int64)
+        self._g_main.get_concrete_function(z, c, p, r, seed)
+        if self.opts.pl_weight > 0:
+            self._g_reg.get_concrete_function(z, c, r, seed)
+        self._d_main.get_concrete_function(z, c, images, p, r, seed)
+        if self.opts.d_reg != "non" and self.opts.gamma > 0:
+            self._d_reg.get_concrete_function(z, c, images, p, r, seed)
+
     def minibatch(self, reals: tf.Tensor, labels: Optional[tf.Tensor], step: int,
                   cur_nimg: Optional[int] = None) -> dict[str, tf.Tensor]:
         """Runs every phase of one minibatch `step` on `reals` (uint8 `[batch_size, H, W, C]`).

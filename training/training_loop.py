@@ -107,9 +107,12 @@ class Trainer:
             return f"Fine-tuning from {self.opts.pretrained_pkl}"
         return "Starting from scratch"
 
+    def _pipeline(self) -> tf.data.Dataset:
+        return self.dataset.tf_dataset(self.opts.batch_size, shuffle=True, repeat=True, seed=self.opts.seed,
+                                       mirror=self.opts.mirror_augment, num_parallel_reads=self.opts.num_threads)
+
     def _data_iterator(self):
-        ds = self.dataset.tf_dataset(self.opts.batch_size, shuffle=True, repeat=True, seed=self.opts.seed,
-                                     mirror=self.opts.mirror_augment, num_parallel_reads=self.opts.num_threads)
+        ds = self._pipeline()
         skip = int(self.progress.data_batches.numpy())
         return iter(ds.skip(skip) if skip else ds)
 
@@ -147,6 +150,10 @@ class Trainer:
 
     def _run(self) -> None:
         opts = self.opts
+        # The steps are traced first of all, before the restore (which traces functions of its own) and the kimg-0
+        # outputs, so that they get the same names in a fresh and a resumed process: see `TrainingSteps.trace`.
+        spec = self._pipeline().element_spec
+        self.steps.trace(*(spec if isinstance(spec, tuple) else (spec, None)))
         self._resume()
         total_nimg = int(opts.total_kimg * 1000)
         if int(self.progress.cur_nimg.numpy()) >= total_nimg:  # killed between the last checkpoint and the final

@@ -1,0 +1,51 @@
+"""`--xla-cache`: a resumed run loads the compiled training steps from TensorFlow's persistent XLA cache."""
+
+import argparse
+import os
+
+import pytest
+
+from run_network import xla_cache_dir
+from tests.train_helpers import TINY_FLAGS, make_shapes, run_cli
+
+
+def _entries(folder):
+    return sorted(f for f in os.listdir(folder) if f.endswith(".pb"))
+
+
+def test_a_resumed_run_compiles_nothing_new(tmp_path):
+    data = str(tmp_path / "data")
+    make_shapes(data, count=16, resolution=16)
+    cache = str(tmp_path / "xla")
+    args = ["--train", "--ganformer-default", "--dataset", "shapes", "--data-dir", data, "--result-dir",
+            str(tmp_path / "runs"), "--total-kimg", "0.008", *TINY_FLAGS, "--kimg-per-tick", "0.004",
+            "--summarize", "false",
+            "--xla", "true", "--xla-cache", cache]
+    # 1. A fresh run: kimg-0 outputs, then one tick, then it stops (--max-ticks) with a checkpoint.
+    first = run_cli([*args, "--max-ticks", "1"], cwd=str(tmp_path))
+    assert first.returncode == 0, first.stderr[-3000:]
+    written = _entries(cache)
+    # G main, D main and D reg (R1), one executable each (--pl-weight is 0 by default: no G reg phase).
+    assert len(written) == 3, written
+    # 2. The resumed run skips the kimg-0 outputs, so other functions are traced before its first step; the
+    # phases are traced first all the same, keep their names, and are found in the cache: nothing new is written.
+    again = run_cli(args, cwd=str(tmp_path))
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "Resuming from" in again.stdout
+    assert _entries(cache) == written
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (dict(train=True, xla=True, eager=False, xla_cache=None, cache_dir="/c"), "/c/xla-"),
+    (dict(train=True, xla=True, eager=False, xla_cache="rel", cache_dir=None), os.path.abspath("rel")),
+    (dict(train=True, xla=True, eager=False, xla_cache="none", cache_dir=None), None),
+    (dict(train=True, xla=False, eager=False, xla_cache="/x", cache_dir=None), None),
+    (dict(train=True, xla=True, eager=True, xla_cache="/x", cache_dir=None), None),
+    (dict(train=False, xla=True, eager=False, xla_cache="/x", cache_dir=None), None),
+])
+def test_cache_folder_follows_the_flags(argv, expected):
+    got = xla_cache_dir(argparse.Namespace(**argv))
+    if expected is None or not expected.endswith("xla-"):
+        assert got == expected
+    else:
+        assert got.startswith(expected) and len(got) > len(expected)  # per TensorFlow version
