@@ -54,6 +54,7 @@ RUN_FLAGS = {
     "dataset", "data-dir", "resolution",  # the dataset (test_training_loop, test_data_loader)
     "ganformer-default", "baseline",  # presets (test_preset_flags_choose_the_preset below)
     "cpu-replicas",  # test_training_processes (two replicas)
+    "xla-cache",  # sets TF_XLA_FLAGS before TensorFlow starts (test_xla_cache)
 }
 
 
