@@ -42,11 +42,11 @@ from typing import Any, Optional, Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from bench_training_case import MARKER, R1_INTERVAL  # noqa: E402  (no TensorFlow in this process)
+from bench_training_case import MARKER, R1_INTERVAL  # noqa: E402  (no TensorFlow; puts the repo on sys.path)
+from training.cli_args import AUG_MODES  # noqa: E402
 
 CASE_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench_training_case.py")
 PRECISIONS = ("fp32", "fp16", "bf16")
-AUG_MODES = ("noaug", "ada", "fixed", "diffaugment")
 GPU_NOTE = ("GPU speedups of fp16/bf16 are not measured on this CPU machine; on a GPU run: python "
             "benchmarks/bench_training.py --resolutions 256 --batch 32 --precision fp32,fp16,bf16")
 

@@ -18,9 +18,9 @@ import tensorflow as tf
 
 from dnnlib.util import UserError
 from training.augment import PIPES, AdaPipeline
+from training.cli_args import AUG_MODES
 from training.diffaugment import DiffAugment, parse_policies
 
-AUG_MODES = ("noaug", "ada", "fixed", "diffaugment")
 # images [B, H, W, C] float, p scalar, seed [2] int64 -> augmented images
 Augment = Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tf.Tensor]
 

@@ -13,6 +13,8 @@ from dnnlib.util import OneLineArgumentParser, UserError
 from training.config import (ARCHITECTURES, FIELD_RANGES, INTEGRATIONS, MERGE_TYPES, NORMS, POS_INITS, POS_TYPES,
                              Range)
 
+AUG_MODES = ("noaug", "ada", "fixed", "diffaugment")  # --aug (training.ada); here without TensorFlow
+
 EXAMPLES = """\
 examples:
   # quick GANformer run on the built-in dataset (python prepare_data.py --shapes --resolution 32 first)
@@ -150,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     a = p.add_argument_group("augmentation (limited data; D sees augmented reals and fakes, G's outputs are not "
                              "augmented)")
-    _flag(a, "--aug", default="noaug", choices=["noaug", "ada", "fixed", "diffaugment"],
+    _flag(a, "--aug", default="noaug", choices=list(AUG_MODES),
           help="noaug (default); ada: the ADA pipeline with adaptive p; fixed: with a constant --p; diffaugment")
     _flag(a, "--augpipe", default=None, help="ADA pipeline for --aug ada/fixed: bgc (default), bg, bgcf, bgcfn, "
           "bgcfnc, blit, geom, color, filter, noise, cutout")
