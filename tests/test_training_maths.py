@@ -181,8 +181,10 @@ def test_adam_with_the_lazy_regularization_ratio_matches_numpy(beta1, interval):
     r = interval / (interval + 1) if interval else 1.0
     theta, m, v = _adam_np(theta0, grads, 0.002 * r, beta1 ** r, 0.99 ** r)
     np.testing.assert_allclose(var.numpy(), theta, rtol=1e-6, atol=1e-7)
-    np.testing.assert_allclose(opt.m[0].numpy(), m, rtol=1e-5)
-    np.testing.assert_allclose(opt.v[0].numpy(), v, rtol=1e-5)
+    # The fused kernel updates m <- m + (g - m)(1 - beta1): with beta1 = 0 that is g up to one float32 rounding of
+    # the previous m (values here are O(1), so an absolute tolerance).
+    np.testing.assert_allclose(opt.m[0].numpy(), m, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(opt.v[0].numpy(), v, rtol=1e-5, atol=1e-6)
     assert int(opt.step.numpy()) == 3
 
 

@@ -13,6 +13,18 @@ from typing import Sequence
 import tensorflow as tf
 
 
+def _adam_kernel(var: tf.Variable, m: tf.Variable, v: tf.Variable, grad: tf.Tensor,
+                 scalars: Sequence[tf.Tensor]) -> tf.Operation:
+    """One fused update of `var` (plain variables: a replica's copies).
+
+    `scalars` = (beta1^t, beta2^t, lr, beta1, beta2, epsilon), float32 scalars.
+    """
+    b1p, b2p, lr, b1, b2, eps = scalars
+    return tf.raw_ops.ResourceApplyAdam(var=var.handle, m=m.handle, v=v.handle, beta1_power=b1p, beta2_power=b2p,
+                                        lr=lr, beta1=b1, beta2=b2, epsilon=eps, grad=grad, use_locking=False,
+                                        use_nesterov=False)
+
+
 class Adam(tf.Module):
     """Adam with bias correction over a fixed list of variables.
 
@@ -41,15 +53,21 @@ class Adam(tf.Module):
         self.v = [tf.Variable(tf.zeros_like(v), trainable=False, name=f"{name}_v{i}") for i, v in enumerate(self.vars)]
 
     def apply(self, grads: Sequence[tf.Tensor]) -> None:
-        """Applies one update; `grads` aligned with `self.vars` (None entries are treated as zeros)."""
+        """Applies one update; `grads` aligned with `self.vars` (None entries are treated as zeros).
+
+        With t the step after increment: m <- m + (g - m)(1 - beta1); v <- v + (g^2 - v)(1 - beta2);
+        var <- var - lr * sqrt(1 - beta2^t) / (1 - beta1^t) * m / (sqrt(v) + epsilon).
+        """
         self.step.assign_add(1)
         t = tf.cast(self.step, tf.float32)
-        lr = self.learning_rate * tf.sqrt(1.0 - tf.pow(self.beta2, t))
-        if self.beta1 > 0:
-            lr = lr / (1.0 - tf.pow(self.beta1, t))
+        beta1, beta2 = tf.constant(self.beta1, tf.float32), tf.constant(self.beta2, tf.float32)
+        scalars = (tf.pow(beta1, t), tf.pow(beta2, t), tf.constant(self.learning_rate, tf.float32), beta1, beta2,
+                   tf.constant(self.epsilon, tf.float32))
         for var, m, v, g in zip(self.vars, self.m, self.v, grads):
             if g is None:
                 g = tf.zeros_like(var)
-            m.assign(self.beta1 * m + (1.0 - self.beta1) * g)
-            v.assign(self.beta2 * v + (1.0 - self.beta2) * tf.square(g))
-            var.assign_sub(lr * m / (tf.sqrt(v) + self.epsilon))
+            if isinstance(var, tf.distribute.DistributedValues):
+                var.distribute_strategy.extended.update(
+                    var, lambda a, b, c, grad: _adam_kernel(a, b, c, grad, scalars), args=(m, v, g))
+            else:
+                _adam_kernel(var, m, v, g, scalars)

@@ -45,7 +45,8 @@ def _to_float(images: tf.Tensor) -> tf.Tensor:
 
 def _dense_grads(grads: list[Optional[tf.Tensor]], variables: list[tf.Variable]) -> list[tf.Tensor]:
     """Gradients with the variables' static shapes (zeros for variables without a gradient path)."""
-    return [tf.zeros_like(v) if g is None else tf.reshape(g, v.shape) for g, v in zip(grads, variables)]
+    return [tf.zeros_like(v) if g is None else g if g.shape == v.shape else tf.reshape(g, v.shape)
+            for g, v in zip(grads, variables)]
 
 
 def _apply_group(opt: Adam, grads: list[tf.Tensor]) -> tf.Operation:
@@ -219,7 +220,9 @@ class TrainingSteps:
         clip = self.opts.clip
 
         def apply(grads):
-            grads = [g / float(self.slices) for g in grads]
+            if self.slices > 1:  # (x / 1 == x: no op when there is one slice)
+                n = tf.constant(float(self.slices))
+                grads = [g / n for g in grads]
             if loss_scale is not None:
                 grads = loss_scale.unscale(grads)
             norm = tf.linalg.global_norm(grads)

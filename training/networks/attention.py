@@ -36,7 +36,7 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
-from training.networks.layers import Dense
+from training.networks.layers import Dense, matmul_last
 from training.networks.module import NamedModule, constant_init, normal_init
 
 MASK_LOGIT = -10000.0
@@ -220,11 +220,11 @@ class AttentionLayer(NamedModule):
         eye = tf.eye(n)[:, None, :, None]  # [N, 1, N, 1]
         block = tf.reshape(tf.transpose(cs, [0, 2, 1])[:, :, None, :] * eye, [n * width, n * t])  # [2dim, N*T]
         wq, bq = self.query.effective()
-        logits = tf.tensordot(x, tf.matmul(wq, block[:self.dim]), axes=[[2], [0]])  # [B, F, N*T]
+        logits = matmul_last(x, tf.matmul(wq, block[:self.dim]))  # [B, F, N*T]
         const = tf.linalg.matvec(block[:self.dim], bq, transpose_a=True)  # [N*T]
         if self.from_pos is not None and x_pos is not None:
             qp = self.from_pos(x_pos)  # [F, dim] or [B, F, dim]
-            const = const + tf.tensordot(qp, block[self.dim:], axes=[[len(qp.shape) - 1], [0]])
+            const = const + matmul_last(qp, block[self.dim:])
         logits = (logits + const) / math.sqrt(self.head_dim)
         shape = tf.shape(x)
         logits = tf.transpose(tf.reshape(logits, [shape[0], shape[1], n, t]), [0, 2, 1, 3])

@@ -18,6 +18,19 @@ from dnnlib.tflib.ops.upfirdn_2d import conv_2d
 from training.networks.module import NamedModule, constant_init, normal_init
 
 
+def matmul_last(x: tf.Tensor, w: tf.Tensor) -> tf.Tensor:
+    """`x [..., n] · w [n, m] -> [..., m]`: what `tf.tensordot(x, w, [[-1], [0]])` computes (the same 2-D MatMul,
+    hence the same values), in 3 graph ops instead of about 11 (and a smaller gradient) when at most one of x's
+    leading dims is unknown."""
+    if len(x.shape) == 2:
+        return tf.matmul(x, w)
+    lead = list(x.shape[:-1])
+    y = tf.matmul(tf.reshape(x, [-1, x.shape[-1]]), w)
+    if sum(d is None for d in lead) <= 1:
+        return tf.reshape(y, [-1 if d is None else d for d in lead] + [w.shape[-1]])
+    return tf.reshape(y, tf.concat([tf.shape(x)[:-1], [tf.shape(w)[-1]]], axis=0))
+
+
 class Dense(NamedModule):
     """Fully connected layer `y = act(x · W·c + b·lrmul)`, applied over the last axis.
 
@@ -48,11 +61,7 @@ class Dense(NamedModule):
 
     def __call__(self, x: tf.Tensor) -> tf.Tensor:
         """`x`: `[..., in_dim]` -> `[..., out_dim]`."""
-        w = self.weight * self.coef
-        if len(x.shape) == 2:
-            y = tf.matmul(x, w)
-        else:
-            y = tf.tensordot(x, w, axes=[[len(x.shape) - 1], [0]])
+        y = matmul_last(x, self.weight * self.coef)
         b = None if self.bias is None else self.bias * self.lrmul
         return bias_act(y, b, act=self.act)
 

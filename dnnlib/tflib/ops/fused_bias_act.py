@@ -59,7 +59,10 @@ def bias_act(
         raise ValueError(f"unknown activation {act!r}; expected one of {sorted(ACTIVATIONS)}")
     spec = ACTIVATIONS[act]
     if b is not None:
-        x = x + tf.cast(b, x.dtype)
+        b = tf.cast(b, x.dtype)
+        # BiasAdd adds exactly what `+` adds; its gradient is one BiasAddGrad op instead of a broadcast reduction.
+        same = len(x.shape) >= 2 and len(b.shape) == 1 and x.shape[-1] is not None and b.shape[0] == x.shape[-1]
+        x = tf.nn.bias_add(x, b) if same else x + b
     x = spec.func(x, alpha)
     gain = spec.default_gain if gain is None else gain
     if gain != 1:
