@@ -40,3 +40,28 @@ def test_table_marks_phases_not_run_and_prints_the_total():
     record = {"config": "quickstart", "xla": True, "import": 1.0, "build": 1.0, "phases": [row], "first_step": 2.0}
     table = bench.format_table([record])
     assert "G reg*" in table and "FIRST STEP" in table and "quickstart" in table
+
+
+def _readme_training_command() -> list[str]:
+    """The `run_network.py --train` part of README command 1, as words."""
+    readme = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
+    with open(readme) as f:
+        line = next(ln for ln in f if "run_network.py --train" in ln)
+    words = line[line.index("run_network.py --train"):].split("&&")[0].split()
+    return words[1:]
+
+
+def test_the_quickstart_config_is_readme_command_1s_network_and_batch():
+    """Every flag (and value) of the benchmark's `quickstart` config is in README command 1, and every flag of the
+    command that shapes the networks or the step is in the config (the rest: data, length, metrics, XLA)."""
+    readme = _readme_training_command()
+    flags, res = bench.CONFIGS["quickstart"]
+    pairs = dict(zip(flags[1::2], flags[2::2]))
+    assert flags[0] in readme
+    for flag, value in pairs.items():
+        i = readme.index(flag)
+        assert readme[i + 1] == value, flag
+    not_network = {"--train", "--dataset", "--total-kimg", "--kimg-per-tick", "--metrics", "--xla"}
+    readme_flags = {w for w in readme if w.startswith("--")} - not_network - {flags[0]}
+    assert readme_flags == set(pairs) - {"--dataset"}
+    assert res == 32
