@@ -13,6 +13,7 @@ import subprocess
 import sys
 
 import numpy as np
+import tensorflow as tf
 import pytest
 
 from dnnlib.tflib.snapshot import read_snapshot
@@ -88,11 +89,11 @@ def _ticks(run_dir):
     return [(int(r["Progress/tick"]), round(r["Progress/kimg"], 3)) for r in map(json.loads, lines)]
 
 
-def _killed_run(run_dir, data_dir, point, total_kimg):
+def _killed_run(run_dir, data_dir, point, total_kimg, **kw):
     """Trains in a subprocess that SIGKILLs itself at `point` (see KILL_POINTS)."""
     code = ("import os, signal, sys\nfrom training import checkpoint, training_loop\n" + KILL_POINTS[point]
             + "from tests.test_reliability import _trainer\n"
-            + f"_trainer({run_dir!r}, {data_dir!r}, total_kimg={total_kimg!r}).run()\n")
+            + f"_trainer({run_dir!r}, {data_dir!r}, total_kimg={total_kimg!r}, **{kw!r}).run()\n")
     env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=900)
@@ -240,12 +241,45 @@ def test_leftovers_of_kills_are_removed_at_start(run, data_dir, capsys):
 
 def test_stats_are_truncated_to_the_checkpoint_on_resume(data_dir, tmp_path):
     run_dir = str(tmp_path / "run")
-    _killed_run(run_dir, data_dir, "before-checkpoint-3", 3 * TICK_KIMG)
+    _killed_run(run_dir, data_dir, "before-checkpoint-3", 3 * TICK_KIMG, summarize=True)
     assert _ticks(run_dir) == [(0, 0.004), (1, 0.008), (2, 0.012)]  # tick 2 logged, not checkpointed
+    assert _event_steps(run_dir, "Progress/tick") == [4, 8, 12]
     with open(os.path.join(run_dir, "stats.jsonl"), "a", encoding="utf-8") as f:
         f.write('{"G/loss": 0.5, "Progr')  # a line torn by a kill
-    _trainer(run_dir, data_dir, total_kimg=4 * TICK_KIMG).run()
+    _trainer(run_dir, data_dir, total_kimg=4 * TICK_KIMG, summarize=True).run()
     assert _ticks(run_dir) == [(0, 0.004), (1, 0.008), (2, 0.012), (3, 0.016)]
+    # TensorBoard (all event files of the run together) has each step of a scalar once: the killed process's
+    # step-12 summaries were dropped from its file, the resumed process logged step 12 again.
+    steps = _event_steps(run_dir, "Progress/tick")
+    assert steps == [4, 8, 12, 16] and len(glob.glob(os.path.join(run_dir, "events.out.tfevents.*"))) == 2
+
+
+def _event_steps(run_dir, tag):
+    """Steps of the summaries of `tag` over every event file of the run, in file order."""
+    from tensorflow.core.util import event_pb2
+    steps = []
+    for path in sorted(glob.glob(os.path.join(run_dir, "events.out.tfevents.*"))):
+        for record in tf.data.TFRecordDataset(path):
+            event = event_pb2.Event.FromString(record.numpy())
+            steps += [event.step for v in event.summary.value if v.tag == tag]
+    return steps
+
+
+def test_event_files_lose_later_steps_and_a_torn_record(tmp_path):
+    from training.train_log import truncate_events
+    writer = tf.summary.create_file_writer(str(tmp_path))
+    with writer.as_default():
+        for step in range(6):
+            tf.summary.scalar("x", float(step), step=step)
+    writer.close()
+    path = glob.glob(str(tmp_path / "events.out.tfevents.*"))[0]
+    assert truncate_events(path, 5) == 0
+    size = os.path.getsize(path)
+    with open(path, "ab") as f:
+        f.write(b"\x10\x00\x00")  # the start of a record torn by a kill (read as the end of the file)
+    assert truncate_events(path, 3) == 2
+    assert _event_steps(str(tmp_path), "x") == [0, 1, 2, 3] and os.listdir(tmp_path) == [os.path.basename(path)]
+    assert os.path.getsize(path) < size
 
 
 # ------------------------------------------------------------------------------- 6. killed before the final

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import resource
@@ -39,6 +40,8 @@ class StatsLog:
         self.path = os.path.join(run_dir, "stats.jsonl")
         self.sums: dict[str, float] = {}
         self.counts: dict[str, int] = {}
+        # Event files of earlier processes of this run (a resume truncates them; the new writer has its own file).
+        self.earlier_events = sorted(glob.glob(os.path.join(glob.escape(run_dir), "events.out.tfevents.*")))
         self.writer = tf.summary.create_file_writer(run_dir) if (tensorboard and enabled) else None
 
     def add(self, stats: dict[str, Any]) -> None:
@@ -66,10 +69,19 @@ class StatsLog:
             self.writer.flush()
         return record
 
-    def truncate(self, ticks: int) -> int:
+    def truncate(self, ticks: int, nimg: Optional[int] = None) -> int:
         """Keeps the records of the first `ticks` ticks (those a resumed checkpoint includes) and drops later ones and
-        lines torn by a kill, so that a resumed run logs every tick once; returns the number of lines dropped."""
-        if not self.enabled or not os.path.exists(self.path):
+        lines torn by a kill, so that a resumed run logs every tick once; returns the number of lines dropped.
+
+        With `nimg` (images seen at the checkpoint), the earlier processes' TensorBoard events of later steps are
+        dropped as well (`truncate_events`), so that TensorBoard shows every step once.
+        """
+        if not self.enabled:
+            return 0
+        if nimg is not None:
+            for path in self.earlier_events:
+                truncate_events(path, nimg)
+        if not os.path.exists(self.path):
             return 0
         with open(self.path, encoding="utf-8", errors="replace") as f:
             lines = f.read().splitlines(keepends=True)
@@ -84,6 +96,31 @@ class StatsLog:
             with self.writer.as_default():
                 tf.summary.image(name, image[None], step=step)
             self.writer.flush()
+
+
+def truncate_events(path: str, max_step: int) -> int:
+    """Rewrites the TensorBoard event file `path` without its summaries of steps > `max_step` and without a record
+    torn by a kill (atomically: temp file + rename). Returns the number of records dropped (0: file untouched)."""
+    from tensorflow.core.util import event_pb2
+
+    kept, dropped = [], 0
+    try:
+        for record in tf.data.TFRecordDataset(path):
+            event = event_pb2.Event.FromString(record.numpy())
+            if event.HasField("summary") and event.step > max_step:
+                dropped += 1
+            else:
+                kept.append(record.numpy())
+    except tf.errors.DataLossError:  # a torn last record
+        dropped += 1
+    if dropped:
+        # not named *tfevents* (TensorBoard would read it); `training.checkpoint.clean_leftovers` removes a leftover
+        tmp = os.path.join(os.path.dirname(path), f".events-rewrite.tmp-{os.getpid()}")
+        with tf.io.TFRecordWriter(tmp) as writer:
+            for record in kept:
+                writer.write(record)
+        os.replace(tmp, path)
+    return dropped
 
 
 def _tick_of(line: str) -> Optional[int]:
