@@ -118,7 +118,8 @@ def checksum_problem(prefix: str) -> Optional[str]:
 def clean_leftovers(run_dir: str) -> list[str]:
     """Removes what a killed run leaves behind: TF's `checkpoints/ckpt-*_temp/` folders and index temporaries, the
     temporary files of checksum records, stats and rewritten TensorBoard events, the `.network-*.tmp-*` files of
-    snapshot writes, and records of deleted checkpoints. Call at start, before anything writes into the run dir; returns the removed paths."""
+    snapshot writes, and records of deleted checkpoints. Call at start, before anything writes into the run dir;
+    returns the removed paths."""
     ckpt_dir = os.path.join(run_dir, "checkpoints")
     removed = [os.path.join(ckpt_dir, n) for n in _listdir(ckpt_dir)  # TF's, then ours (`write_atomic`)
                if re.match(r"^(ckpt-\d+_temp|checkpoint\.tmp[0-9a-f]+|\..*\.tmp-.*)$", n)]

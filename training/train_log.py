@@ -100,25 +100,31 @@ class StatsLog:
 
 def truncate_events(path: str, max_step: int) -> int:
     """Rewrites the TensorBoard event file `path` without its summaries of steps > `max_step` and without a record
-    torn by a kill (atomically: temp file + rename). Returns the number of records dropped (0: file untouched)."""
+    torn by a kill (atomically: temp file, fsync, rename). Returns the number of records dropped (0: untouched).
+
+    Reads the file twice (count, then copy) rather than holding its records (image summaries can be large).
+    """
     from tensorflow.core.util import event_pb2
 
-    kept, dropped = [], 0
-    try:
-        for record in tf.data.TFRecordDataset(path):
-            event = event_pb2.Event.FromString(record.numpy())
-            if event.HasField("summary") and event.step > max_step:
-                dropped += 1
-            else:
-                kept.append(record.numpy())
-    except tf.errors.DataLossError:  # a torn last record
-        dropped += 1
+    def records():  # (serialized record, keep?) in file order; stops at a torn or corrupt record
+        try:
+            for record in tf.data.TFRecordDataset(path):
+                data = record.numpy()
+                event = event_pb2.Event.FromString(data)
+                yield data, not (event.HasField("summary") and event.step > max_step)
+        except tf.errors.DataLossError:
+            yield None, False
+
+    dropped = sum(1 for _, keep in records() if not keep)
     if dropped:
         # not named *tfevents* (TensorBoard would read it); `training.checkpoint.clean_leftovers` removes a leftover
         tmp = os.path.join(os.path.dirname(path), f".events-rewrite.tmp-{os.getpid()}")
         with tf.io.TFRecordWriter(tmp) as writer:
-            for record in kept:
-                writer.write(record)
+            for data, keep in records():
+                if keep:
+                    writer.write(data)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     return dropped
 

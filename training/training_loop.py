@@ -178,7 +178,9 @@ class Trainer:
                 print(f"Removed {len(removed)} leftover(s) of an interrupted run: "
                       f"{', '.join(os.path.relpath(p, self.opts.run_dir) for p in removed)}")
         print(self.restore_or_init(), flush=True)
-        dropped = self.log.truncate(int(self.progress.tick.numpy()), int(self.progress.cur_nimg.numpy()))
+        # nothing restored: the run starts afresh and logs kimg 0 again, so every earlier summary goes
+        nimg = int(self.progress.cur_nimg.numpy()) if self._restored else -1
+        dropped = self.log.truncate(int(self.progress.tick.numpy()), nimg)
         if dropped:
             print(f"{self.log.path}: dropped {dropped} line(s) written after the checkpoint or torn by a kill")
 
