@@ -1,6 +1,6 @@
 """Time to first step: per training phase, Python tracing, compilation and first-call seconds, with and without XLA.
 
-Usage: python benchmarks/bench_startup.py [--configs quickstart quickstart64 full32 full256] [--xla on off]
+Usage: python benchmarks/bench_startup.py [--configs quickstart quickstart64 full32 full256] [--xla off on serial]
                                           [--out benchmarks/results/startup.json] [--xla-cache DIR] [--repeats 1]
 
 Every (config, XLA) case runs in a fresh Python process, as a training run would. The process builds the networks,
@@ -19,6 +19,10 @@ order: G main, G apply, G reg, G apply, D main, D apply, D reg, D apply, EMA. Fo
 - cpu: the process's CPU seconds (all threads) of trace, first and steady as well, in the JSON; trace is
   single-threaded Python, so its CPU seconds are what it takes on an idle machine even when others share it.
 
+`--xla`: `off` (no XLA), `on` (XLA as the training loop runs it: the gradient phases are traced first, then
+compiled side by side, one thread each, by `TrainingSteps.compile`; its wall time is the row `XLA compile (side by
+side)`), `serial` (XLA, each phase compiled at its first call, as up to commit 99560b0).
+
 `first step` = import + build + trace + first of every phase minibatch 0 runs (G reg only with `--pl-weight` > 0,
 which no config here sets: its row is measured but not counted). `--xla-cache DIR` runs the children with
 TensorFlow's persistent XLA cache (`TF_XLA_FLAGS=--tf_xla_persistent_cache_directory=DIR`): run twice to see a
@@ -27,10 +31,10 @@ cold and a warm cache.
 Configs (full-size configs use small batches so that the one execution in `first` stays short):
   quickstart    README command 1's network and batch: --ganformer-default with the CLEVR preset's k = 8 latents
                 of 128 dims, no latent self-attention, plain convs (--style false), --channel-max 32, batch 16, 32x32
-  quickstart64  the earlier quickstart (records before 2 Dec 2026 call it `quickstart`): --ganformer-default
+  quickstart64  the earlier quickstart (records up to commit 99560b0 call it `quickstart`): --ganformer-default
                 --channel-max 64, batch 16, 32x32
-  full32      --ganformer-default (ffhq preset, channels up to 512), 32x32, batch 8
-  full256     --ganformer-default (ffhq preset, channels up to 512), 256x256, batch 2
+  full32        --ganformer-default (ffhq preset, channels up to 512), 32x32, batch 8
+  full256       --ganformer-default (ffhq preset, channels up to 512), 256x256, batch 2
 """
 
 from __future__ import annotations
@@ -59,6 +63,9 @@ CONFIGS: dict[str, tuple[list[str], int]] = {
     "full32": (["--ganformer-default", "--dataset", "ffhq", "--batch-size", "8", "--batch-gpu", "8"], 32),
     "full256": (["--ganformer-default", "--dataset", "ffhq", "--batch-size", "2", "--batch-gpu", "2"], 256),
 }
+MODES = {"off": "no XLA",
+         "on": "XLA as the training loop runs it: the gradient phases traced, then compiled side by side",
+         "serial": "XLA, each phase compiled at its first call (up to commit 99560b0)"}
 PHASES = ("G main", "G apply", "G reg", "G apply (reg)", "D main", "D apply", "D reg", "D apply (reg)", "EMA")
 MARKER = "@@bench_startup phase "
 _XLA_LINE = re.compile(r"Compilation of XLA executable time: .*?\((\d+) us\)")
@@ -142,18 +149,48 @@ def count_ops(concrete: Any) -> int:
     return len(graph_def.node) + sum(len(f.node_def) for f in graph_def.library.function)
 
 
-def measure_phases(steps: Any, reals: Any, repeats: int) -> list[dict[str, Any]]:
-    """Trace, first-call and steady seconds and op counts of every phase (see the module docstring)."""
+GRADIENT_PHASES = ("G main", "G reg", "D main", "D reg")
+COMPILE_ROW = "XLA compile (side by side)"
+
+
+def _pre_compile(steps: Any, reals: Any, calls: list) -> tuple[dict[str, tuple[float, float, Any]], dict[str, Any]]:
+    """What the training loop does before minibatch 0 with XLA: traces every gradient phase
+    (`TrainingSteps.trace`), then compiles the ones minibatch 0 runs side by side (`TrainingSteps.compile`).
+    Returns {phase: (trace s, trace CPU s, concrete function)} and the compile row."""
+    import tensorflow as tf
+
+    traced = {}
+    for name, fn, args, _ in calls:
+        if name in GRADIENT_PHASES:
+            t0, c0 = time.perf_counter(), time.process_time()
+            concrete = fn.get_concrete_function(*args())
+            traced[name] = (time.perf_counter() - t0, time.process_time() - c0, concrete)
+    print(MARKER + COMPILE_ROW, file=sys.stderr, flush=True)
+    t0, c0 = time.perf_counter(), time.process_time()
+    steps.compile(tf.TensorSpec.from_tensor(reals), None)
+    row = {"phase": COMPILE_ROW, "runs_at_step0": True, "trace": 0.0, "trace_cpu": 0.0, "ops": 0,
+           "first": time.perf_counter() - t0, "first_cpu": time.process_time() - c0, "steady": 0.0, "steady_cpu": 0.0}
+    return traced, row
+
+
+def measure_phases(steps: Any, reals: Any, repeats: int, side_by_side: bool = False) -> list[dict[str, Any]]:
+    """Trace, first-call and steady seconds and op counts of every phase (see the module docstring). With
+    `side_by_side`, the gradient phases are traced first and compiled at once, as the training loop does."""
     calls, grads = phase_calls(steps, reals)
-    rows = []
+    traced, rows = {}, []
+    if side_by_side:
+        traced, compile_row = _pre_compile(steps, reals, calls)
+        rows.append(compile_row)
     for name, fn, args, runs in calls:
         print(MARKER + name, file=sys.stderr, flush=True)
         t0, c0 = time.perf_counter(), time.process_time()
         concrete = fn.get_concrete_function(*args())
         t1, c1 = time.perf_counter(), time.process_time()
+        if name in traced:
+            t0, c0, concrete = t1 - traced[name][0], c1 - traced[name][1], traced[name][2]
         out = _sync(fn(*args()))
         t2, c2 = time.perf_counter(), time.process_time()
-        if name in ("G main", "G reg", "D main", "D reg"):
+        if name in GRADIENT_PHASES:
             grads[name] = out[0]
         rows.append({"phase": name, "runs_at_step0": runs, "trace": t1 - t0, "first": t2 - t1,
                      "trace_cpu": c1 - c0, "first_cpu": c2 - c1, "ops": count_ops(concrete)})
@@ -165,23 +202,25 @@ def measure_phases(steps: Any, reals: Any, repeats: int) -> list[dict[str, Any]]
             _sync(fn(*args()))
             steady[name].append((time.perf_counter() - t0, time.process_time() - c0))
     for row in rows:
-        row["steady"] = statistics.median(t for t, _ in steady[row["phase"]])
-        row["steady_cpu"] = statistics.median(c for _, c in steady[row["phase"]])
+        if row["phase"] in steady:
+            row["steady"] = statistics.median(t for t, _ in steady[row["phase"]])
+            row["steady_cpu"] = statistics.median(c for _, c in steady[row["phase"]])
         row["compile"] = max(row["first"] - row["steady"], 0.0)
     return rows
 
 
-def child_main(config: str, xla: bool, repeats: int, result_file: str, started: float) -> None:
-    """Measures one case in this process and writes its JSON record to `result_file`."""
+def child_main(config: str, mode: str, repeats: int, result_file: str, started: float) -> None:
+    """Measures one case (`mode`: off / on / serial, see MODES) in this process; writes its record to `result_file`."""
     import tensorflow as tf  # noqa: F401  (timed: part of every run's start-up)
 
     import training.steps  # noqa: F401
     imported = time.time()
     t1 = time.perf_counter()
+    xla = mode != "off"
     steps, reals, res = build_steps(config, xla)
     t2 = time.perf_counter()
-    rows = measure_phases(steps, reals, repeats)
-    record = {"config": config, "xla": xla, "resolution": res, "batch": steps.opts.batch_size,
+    rows = measure_phases(steps, reals, repeats, side_by_side=mode == "on")
+    record = {"config": config, "xla": xla, "mode": mode, "resolution": res, "batch": steps.opts.batch_size,
               "import": imported - started, "build": t2 - t1, "phases": rows}
     with open(result_file, "w") as f:
         json.dump(record, f)
@@ -208,21 +247,21 @@ def first_step_seconds(record: dict[str, Any]) -> float:
                                                     if r["runs_at_step0"])
 
 
-def run_case(config: str, xla: bool, repeats: int, xla_cache: Optional[str]) -> dict[str, Any]:
+def run_case(config: str, mode: str, repeats: int, xla_cache: Optional[str]) -> dict[str, Any]:
     """Runs one case in a fresh process; returns its record with the XLA compile seconds and the total."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="0", TF_CPP_VMODULE="device_compiler=1")
     if xla_cache:
         env["TF_XLA_FLAGS"] = (env.get("TF_XLA_FLAGS", "") + f" --tf_xla_persistent_cache_directory={xla_cache}").strip()
     with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
         result_file, log_file = os.path.join(tmp, "result.json"), os.path.join(tmp, "stderr.txt")
-        cmd = [sys.executable, os.path.abspath(__file__), "--child", config, "--xla", "on" if xla else "off",
+        cmd = [sys.executable, os.path.abspath(__file__), "--child", config, "--xla", mode,
                "--repeats", str(repeats), "--result-file", result_file, "--started", repr(time.time())]
         with open(log_file, "w") as log:
             proc = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log)
         with open(log_file) as log:
             text = log.read()
         if proc.returncode != 0:
-            raise RuntimeError(f"{config} xla={xla} failed ({proc.returncode}):\n{text[-3000:]}")
+            raise RuntimeError(f"{config} xla={mode} failed ({proc.returncode}):\n{text[-3000:]}")
         with open(result_file) as f:
             record = json.load(f)
     xla_times = xla_seconds_per_phase(text)
@@ -235,17 +274,17 @@ def run_case(config: str, xla: bool, repeats: int, xla_cache: Optional[str]) -> 
 
 def format_table(records: list[dict[str, Any]]) -> str:
     """One line per (case, phase) with trace / compile / xla / first / steady seconds and op counts."""
-    head = (f"{'config':>12} {'xla':>3} {'phase':>13} {'trace s':>8} {'(cpu s)':>8} {'compile s':>9} {'(xla s)':>8} "
+    head = (f"{'config':>12} {'xla':>6} {'phase':>13} {'trace s':>8} {'(cpu s)':>8} {'compile s':>9} {'(xla s)':>8} "
             f"{'first s':>8} {'steady s':>8} {'ops':>7}")
     lines = [head, "-" * len(head)]
     for rec in records:
-        tag = (rec["config"], "on" if rec["xla"] else "off")
-        lines.append(f"{tag[0]:>12} {tag[1]:>3} {'import+build':>13} {rec['import'] + rec['build']:>8.1f}")
+        tag = (rec["config"], rec.get("mode", "on" if rec["xla"] else "off"))
+        lines.append(f"{tag[0]:>12} {tag[1]:>6} {'import+build':>13} {rec['import'] + rec['build']:>8.1f}")
         for r in rec["phases"]:
             mark = "" if r["runs_at_step0"] else "*"
-            lines.append(f"{tag[0]:>12} {tag[1]:>3} {r['phase'] + mark:>13} {r['trace']:>8.2f} {r['trace_cpu']:>8.2f} {r['compile']:>9.2f} "
+            lines.append(f"{tag[0]:>12} {tag[1]:>6} {r['phase'] + mark:>13} {r['trace']:>8.2f} {r['trace_cpu']:>8.2f} {r['compile']:>9.2f} "
                          f"{r['xla']:>8.2f} {r['first']:>8.2f} {r['steady']:>8.2f} {r['ops']:>7}")
-        lines.append(f"{tag[0]:>12} {tag[1]:>3} {'FIRST STEP':>13} {rec['first_step']:>8.1f}  (import + build + "
+        lines.append(f"{tag[0]:>12} {tag[1]:>6} {'FIRST STEP':>13} {rec['first_step']:>8.1f}  (import + build + "
                      f"trace + first of the phases minibatch 0 runs)")
     lines.append("* measured, but not run in minibatch 0 of this config (not counted in FIRST STEP)")
     return "\n".join(lines)
@@ -254,7 +293,8 @@ def format_table(records: list[dict[str, Any]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
-    parser.add_argument("--xla", nargs="+", choices=["on", "off"], default=["off", "on"])
+    parser.add_argument("--xla", nargs="+", choices=list(MODES), default=["off", "on"],
+                        help="; ".join(f"{k}: {v}" for k, v in MODES.items()))
     parser.add_argument("--repeats", type=int, default=1, help="steady-state calls per phase (median)")
     parser.add_argument("--out", default=None, help="JSON output (default benchmarks/results/startup.json)")
     parser.add_argument("--xla-cache", default=None, help="persistent XLA cache directory for the children")
@@ -263,16 +303,16 @@ def main() -> None:
     parser.add_argument("--started", type=float, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child_main(args.child, args.xla == ["on"], args.repeats, args.result_file, args.started or time.time())
+        child_main(args.child, args.xla[0], args.repeats, args.result_file, args.started or time.time())
         return
     from tqdm import tqdm
     out = args.out or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "startup.json")
-    cases = [(c, x == "on") for c in args.configs for x in args.xla]
+    cases = [(c, x) for c in args.configs for x in args.xla]
     records = []
     with tqdm(total=len(cases), unit="case", desc="startup") as bar:
-        for config, xla in cases:
-            bar.set_postfix_str(f"{config} xla={'on' if xla else 'off'}")
-            records.append(run_case(config, xla, args.repeats, args.xla_cache))
+        for config, mode in cases:
+            bar.set_postfix_str(f"{config} xla={mode}")
+            records.append(run_case(config, mode, args.repeats, args.xla_cache))
             bar.update(1)
     print(format_table(records))
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)

@@ -49,3 +49,23 @@ def test_cache_folder_follows_the_flags(argv, expected):
         assert got == expected
     else:
         assert got.startswith(expected) and len(got) > len(expected)  # per TensorFlow version
+
+
+def test_compiling_the_phases_side_by_side_changes_no_state():
+    """`TrainingSteps.compile` runs every XLA phase once on zeros (one thread each) and drops the results: every
+    variable of G, D, Gs and both optimizers is unchanged. (That it compiles what the minibatches then use, and
+    nothing else, is `test_a_resumed_run_compiles_nothing_new`'s count of 3 executables: the training loop calls it.)"""
+    import numpy as np
+    import tensorflow as tf
+
+    from tests.test_training_maths import _steps
+
+    steps = _steps(eager=False, xla=True)
+    everything = (steps.G.variables + steps.D.variables + steps.Gs.variables + steps.g_opt.variables
+                  + steps.d_opt.variables)
+    before = [v.numpy().copy() for v in everything]
+    reals = tf.TensorSpec([4, 8, 8, 3], tf.uint8)
+    steps.trace(reals, None)
+    steps.compile(reals, None)
+    assert all(np.array_equal(a, v.numpy()) for a, v in zip(before, everything))
+    assert int(steps.g_opt.step.numpy()) == 0 and int(steps.d_opt.step.numpy()) == 0

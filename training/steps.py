@@ -21,6 +21,7 @@ skipped update halves it). With fp32 nothing here changes.
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -256,6 +257,29 @@ class TrainingSteps:
                 stats_sum[k] = stats_sum.get(k, 0.0) + v / self.rounds
         return total, stats_sum
 
+    def _phase_calls(self, reals: tf.TensorSpec, labels: Optional[tf.TensorSpec],
+                     round_idx: Optional[int] = None) -> list[tuple[Callable, tuple]]:
+        """(phase function, arguments) of every gradient phase the options run, for minibatches like `reals` (uint8
+        `[batch_size, H, W, C]`) and `labels` (`[batch_size, label_dim]`, or None): argument specs, or with
+        `round_idx` zero-valued tensors of those specs and that accumulation round."""
+        K, d = self.G.latent_shape
+        b = self.opts.batch_size
+        specs = {"z": tf.TensorSpec([b, K, d], tf.float32),
+                 "c": None if labels is None else tf.TensorSpec([b, *labels.shape[1:]], tf.float32),
+                 "images": tf.TensorSpec([b, *reals.shape[1:]], reals.dtype), "p": tf.TensorSpec([], tf.float32),
+                 "r": tf.TensorSpec([], tf.int32), "seed": tf.TensorSpec([2], tf.int64)}
+        if round_idx is not None:
+            specs = {k: None if v is None else tf.zeros(v.shape, v.dtype) for k, v in specs.items()}
+            specs["r"] = tf.constant(round_idx, tf.int32)
+        z, c, images, p, r, seed = (specs[k] for k in ("z", "c", "images", "p", "r", "seed"))
+        calls: list[tuple[Callable, tuple]] = [(self._g_main, (z, c, p, r, seed))]
+        if self.opts.pl_weight > 0:
+            calls.append((self._g_reg, (z, c, r, seed)))
+        calls.append((self._d_main, (z, c, images, p, r, seed)))
+        if self.opts.d_reg != "non" and self.opts.gamma > 0:
+            calls.append((self._d_reg, (z, c, images, p, r, seed)))
+        return calls
+
     def trace(self, reals: tf.TensorSpec, labels: Optional[tf.TensorSpec]) -> None:
         """Traces every phase for minibatches like `reals` (uint8 `[batch_size, H, W, C]`) and `labels`
         (`[batch_size, label_dim]`, or None) without running anything.
@@ -267,18 +291,31 @@ class TrainingSteps:
         """
         if self.opts.eager or not self.opts.xla:
             return
-        K, d = self.G.latent_shape
-        b = self.opts.batch_size
-        z = tf.TensorSpec([b, K, d], tf.float32)
-        c = None if labels is None else tf.TensorSpec([b, *labels.shape[1:]], tf.float32)
-        images = tf.TensorSpec([b, *reals.shape[1:]], reals.dtype)
-        p, r, seed = tf.TensorSpec([], tf.float32), tf.TensorSpec([], tf.int32), tf.TensorSpec([2], tf.int64)
-        self._g_main.get_concrete_function(z, c, p, r, seed)
-        if self.opts.pl_weight > 0:
-            self._g_reg.get_concrete_function(z, c, r, seed)
-        self._d_main.get_concrete_function(z, c, images, p, r, seed)
-        if self.opts.d_reg != "non" and self.opts.gamma > 0:
-            self._d_reg.get_concrete_function(z, c, images, p, r, seed)
+        for fn, specs in self._phase_calls(reals, labels):
+            fn.get_concrete_function(*specs)
+
+    def compile(self, reals: tf.TensorSpec, labels: Optional[tf.TensorSpec]) -> None:
+        """Compiles (or loads from `--xla-cache`) every XLA phase at once, each in a thread of its own.
+
+        XLA compiles a phase on its first call, and one compilation keeps about one core busy, so compiling the
+        phases side by side instead of one after the other at the first minibatch shortens the wait on a machine
+        with spare cores. Each phase is run on zeros of the minibatch's shapes (once per accumulation round: the
+        round is a compile-time constant); phases only compute gradients and statistics, which are dropped, so
+        nothing of the training state changes. Only with one replica (collectives of several replicas must run in
+        the same order everywhere); otherwise, and without XLA, it does nothing.
+        """
+        if self.opts.eager or not self.opts.xla or self.replicas > 1:
+            return
+        calls = [call for r in range(self.rounds) for call in self._phase_calls(reals, labels, round_idx=r)]
+
+        def run(call: tuple[Callable, tuple]) -> None:
+            fn, args = call
+            grads, _ = fn(*args)
+            grads[0].numpy()  # wait for it
+
+        with ThreadPoolExecutor(max_workers=len(calls), thread_name_prefix="xla-compile") as pool:
+            for future in [pool.submit(run, call) for call in calls]:
+                future.result()
 
     def minibatch(self, reals: tf.Tensor, labels: Optional[tf.Tensor], step: int,
                   cur_nimg: Optional[int] = None) -> dict[str, tf.Tensor]:

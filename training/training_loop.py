@@ -160,6 +160,7 @@ class Trainer:
             print(f"Training already reached {self.progress.kimg:.3f} of {opts.total_kimg:g} kimg: writing the final "
                   f"network only", flush=True)
         else:
+            self.steps.compile(*(spec if isinstance(spec, tuple) else (spec, None)))
             previous = signal.signal(signal.SIGTERM, self._on_sigterm) if _main_thread() else None
             try:
                 self._loop()
