@@ -69,7 +69,7 @@ class StudyOptions:
     data_dir: str = "datasets"
     resolution: int = 32
     models: list[str] = field(default_factory=lambda: ["ganformer", "stylegan2"])
-    kimg: float = 150.0
+    kimg: float = 250.0
     eval_every: float = 50.0
     fid_images: int = 2000
     channel_max: int = 32
