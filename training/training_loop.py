@@ -153,14 +153,15 @@ class Trainer:
         # The steps are traced first of all, before the restore (which traces functions of its own) and the kimg-0
         # outputs, so that they get the same names in a fresh and a resumed process: see `TrainingSteps.trace`.
         spec = self._pipeline().element_spec
-        self.steps.trace(*(spec if isinstance(spec, tuple) else (spec, None)))
+        specs = spec if isinstance(spec, tuple) else (spec, None)  # (reals, labels)
+        self.steps.trace(*specs)
         self._resume()
         total_nimg = int(opts.total_kimg * 1000)
         if int(self.progress.cur_nimg.numpy()) >= total_nimg:  # killed between the last checkpoint and the final
             print(f"Training already reached {self.progress.kimg:.3f} of {opts.total_kimg:g} kimg: writing the final "
                   f"network only", flush=True)
         else:
-            self.steps.compile(*(spec if isinstance(spec, tuple) else (spec, None)))
+            self.steps.compile(*specs)
             previous = signal.signal(signal.SIGTERM, self._on_sigterm) if _main_thread() else None
             try:
                 self._loop()
