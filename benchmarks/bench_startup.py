@@ -1,6 +1,7 @@
 """Time to first step: per training phase, Python tracing, compilation and first-call seconds, with and without XLA.
 
-Usage: python benchmarks/bench_startup.py [--configs quickstart quickstart64 full32 full256] [--xla off on serial]
+Usage: python benchmarks/bench_startup.py [--configs quickstart quickstart64 full32 full256]
+                                          [--xla off off-serial on serial]
                                           [--out benchmarks/results/startup.json] [--xla-cache DIR] [--repeats 1]
 
 Every (config, XLA) case runs in a fresh Python process, as a training run would. The process builds the networks,
@@ -19,9 +20,11 @@ order: G main, G apply, G reg, G apply, D main, D apply, D reg, D apply, EMA. Fo
 - cpu: the process's CPU seconds (all threads) of trace, first and steady as well, in the JSON; trace is
   single-threaded Python, so its CPU seconds are what it takes on an idle machine even when others share it.
 
-`--xla`: `off` (no XLA), `on` (XLA as the training loop runs it: the gradient phases are traced first, then
-compiled side by side, one thread each, by `TrainingSteps.compile`; its wall time is the row `XLA compile (side by
-side)`), `serial` (XLA, each phase compiled at its first call, as up to commit 99560b0).
+`--xla`: `on` (XLA as the training loop runs it: the gradient phases are traced first, then compiled side by side,
+one thread each, by `TrainingSteps.compile`; its wall time is the row `first calls (side by side)`), `serial` (XLA,
+each phase compiled at its first call, as up to commit 99560b0), `off` (no XLA, as the training loop runs it: traced
+first, then the gradient phases' first calls side by side, as `on`), `off-serial` (no XLA, each phase optimized at its
+first call; what `off` measured in the records made before the side-by-side first calls without XLA).
 
 `first step` = import + build + trace + first of every phase minibatch 0 runs (G reg only with `--pl-weight` > 0,
 which no config here sets: its row is measured but not counted). `--xla-cache DIR` runs the children with
@@ -63,7 +66,8 @@ CONFIGS: dict[str, tuple[list[str], int]] = {
     "full32": (["--ganformer-default", "--dataset", "ffhq", "--batch-size", "8", "--batch-gpu", "8"], 32),
     "full256": (["--ganformer-default", "--dataset", "ffhq", "--batch-size", "2", "--batch-gpu", "2"], 256),
 }
-MODES = {"off": "no XLA",
+MODES = {"off": "no XLA as the training loop runs it: the gradient phases traced, then first-called side by side",
+         "off-serial": "no XLA, each phase optimized at its first call (earlier records' `off`)",
          "on": "XLA as the training loop runs it: the gradient phases traced, then compiled side by side",
          "serial": "XLA, each phase compiled at its first call (up to commit 99560b0)"}
 PHASES = ("G main", "G apply", "G reg", "G apply (reg)", "D main", "D apply", "D reg", "D apply (reg)", "EMA")
@@ -150,12 +154,12 @@ def count_ops(concrete: Any) -> int:
 
 
 GRADIENT_PHASES = ("G main", "G reg", "D main", "D reg")
-COMPILE_ROW = "XLA compile (side by side)"
+COMPILE_ROW = "first calls (side by side)"
 
 
 def _pre_compile(steps: Any, reals: Any, calls: list) -> tuple[dict[str, tuple[float, float, Any]], dict[str, Any]]:
-    """What the training loop does before minibatch 0 with XLA: traces every gradient phase
-    (`TrainingSteps.trace`), then compiles the ones minibatch 0 runs side by side (`TrainingSteps.compile`).
+    """What the training loop does before minibatch 0: traces every gradient phase (`TrainingSteps.trace`), then
+    makes their first calls (with XLA: compiles them) side by side (`TrainingSteps.compile`).
     Returns {phase: (trace s, trace CPU s, concrete function)} and the compile row."""
     import tensorflow as tf
 
@@ -175,7 +179,7 @@ def _pre_compile(steps: Any, reals: Any, calls: list) -> tuple[dict[str, tuple[f
 
 def measure_phases(steps: Any, reals: Any, repeats: int, side_by_side: bool = False) -> list[dict[str, Any]]:
     """Trace, first-call and steady seconds and op counts of every phase (see the module docstring). With
-    `side_by_side`, the gradient phases are traced first and compiled at once, as the training loop does."""
+    `side_by_side`, the gradient phases are traced first and first-called at once, as the training loop does."""
     calls, grads = phase_calls(steps, reals)
     traced, rows = {}, []
     if side_by_side:
@@ -210,16 +214,16 @@ def measure_phases(steps: Any, reals: Any, repeats: int, side_by_side: bool = Fa
 
 
 def child_main(config: str, mode: str, repeats: int, result_file: str, started: float) -> None:
-    """Measures one case (`mode`: off / on / serial, see MODES) in this process; writes its record to `result_file`."""
+    """Measures one case (`mode`: see MODES) in this process; writes its record to `result_file`."""
     import tensorflow as tf  # noqa: F401  (timed: part of every run's start-up)
 
     import training.steps  # noqa: F401
     imported = time.time()
     t1 = time.perf_counter()
-    xla = mode != "off"
+    xla = mode in ("on", "serial")
     steps, reals, res = build_steps(config, xla)
     t2 = time.perf_counter()
-    rows = measure_phases(steps, reals, repeats, side_by_side=mode == "on")
+    rows = measure_phases(steps, reals, repeats, side_by_side=mode in ("on", "off"))
     record = {"config": config, "xla": xla, "mode": mode, "resolution": res, "batch": steps.opts.batch_size,
               "import": imported - started, "build": t2 - t1, "phases": rows}
     with open(result_file, "w") as f:

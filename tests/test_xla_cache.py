@@ -51,8 +51,9 @@ def test_cache_folder_follows_the_flags(argv, expected):
         assert got.startswith(expected) and len(got) > len(expected)  # per TensorFlow version
 
 
-def test_compiling_the_phases_side_by_side_changes_no_state():
-    """`TrainingSteps.compile` runs every XLA phase once on zeros (one thread each) and drops the results: every
+@pytest.mark.parametrize("xla", [True, False])
+def test_compiling_the_phases_side_by_side_changes_no_state(xla):
+    """`TrainingSteps.compile` runs every gradient phase once on zeros (one thread each) and drops the results: every
     variable of G, D, Gs and both optimizers is unchanged. (That it compiles what the minibatches then use, and
     nothing else, is `test_a_resumed_run_compiles_nothing_new`'s count of 3 executables: the training loop calls it.)"""
     import numpy as np
@@ -60,7 +61,7 @@ def test_compiling_the_phases_side_by_side_changes_no_state():
 
     from tests.test_training_maths import _steps
 
-    steps = _steps(eager=False, xla=True)
+    steps = _steps(eager=False, xla=xla)
     everything = (steps.G.variables + steps.D.variables + steps.Gs.variables + steps.g_opt.variables
                   + steps.d_opt.variables)
     before = [v.numpy().copy() for v in everything]
@@ -69,3 +70,22 @@ def test_compiling_the_phases_side_by_side_changes_no_state():
     steps.compile(reals, None)
     assert all(np.array_equal(a, v.numpy()) for a, v in zip(before, everything))
     assert int(steps.g_opt.step.numpy()) == 0 and int(steps.d_opt.step.numpy()) == 0
+
+
+def test_without_xla_the_first_minibatch_uses_the_traced_phases():
+    """Without XLA, `trace` + `compile` leave the first minibatch nothing to trace: the gradient phases it runs
+    were traced (and first-called) before, for the minibatch's own shapes."""
+    import tensorflow as tf
+
+    from tests.test_training_maths import _steps
+
+    steps = _steps(eager=False, xla=False)
+    reals = tf.zeros([4, 8, 8, 3], tf.uint8)
+    steps.trace(tf.TensorSpec.from_tensor(reals), None)
+    steps.compile(tf.TensorSpec.from_tensor(reals), None)
+    phases = [fn for fn, _ in steps._phase_calls(tf.TensorSpec.from_tensor(reals), None)]
+    assert len(phases) == 3  # G main, D main, D reg (R1); --pl-weight is 0 by default
+    counts = [fn.experimental_get_tracing_count() for fn in phases]
+    assert all(c == 1 for c in counts)
+    steps.minibatch(reals, None, step=0)
+    assert [fn.experimental_get_tracing_count() for fn in phases] == counts

@@ -287,33 +287,36 @@ class TrainingSteps:
         The XLA-compiled phases are named after a process-wide counter. Traced first thing, before anything else of
         the run traces a function, they get the same names in every process of the same configuration, which is
         what TensorFlow's persistent compilation cache (`--xla-cache`) needs to find their executables again on a
-        resume or a rerun. Without XLA or with `--eager` it does nothing.
+        resume or a rerun. Without XLA it traces them as well, so that `compile` only has their first calls left.
+        With `--eager` it does nothing.
         """
-        if self.opts.eager or not self.opts.xla:
+        if self.opts.eager:
             return
         for fn, specs in self._phase_calls(reals, labels):
             fn.get_concrete_function(*specs)
 
     def compile(self, reals: tf.TensorSpec, labels: Optional[tf.TensorSpec]) -> None:
-        """Compiles (or loads from `--xla-cache`) every XLA phase at once, each in a thread of its own.
+        """Makes the first call of every gradient phase at once, each in a thread of its own, before minibatch 0.
 
-        XLA compiles a phase on its first call, and one compilation keeps about one core busy, so compiling the
-        phases side by side instead of one after the other at the first minibatch shortens the wait on a machine
-        with spare cores. Each phase is run on zeros of the minibatch's shapes (once per accumulation round: the
+        A phase's first call is the expensive one: with XLA it compiles the phase (or loads it from `--xla-cache`),
+        without XLA TensorFlow optimizes and instantiates its graph. Each keeps about one core busy, so making these
+        calls side by side instead of one after the other at the first minibatch shortens the wait on a machine with
+        spare cores. Each phase is run on zeros of the minibatch's shapes (with XLA once per accumulation round: the
         round is a compile-time constant); phases only compute gradients and statistics, which are dropped, so
         nothing of the training state changes. Only with one replica (collectives of several replicas must run in
-        the same order everywhere); otherwise, and without XLA, it does nothing.
+        the same order everywhere); otherwise, and with `--eager`, it does nothing.
         """
-        if self.opts.eager or not self.opts.xla or self.replicas > 1:
+        if self.opts.eager or self.replicas > 1:
             return
-        calls = [call for r in range(self.rounds) for call in self._phase_calls(reals, labels, round_idx=r)]
+        rounds = self.rounds if self.opts.xla else 1
+        calls = [call for r in range(rounds) for call in self._phase_calls(reals, labels, round_idx=r)]
 
         def run(call: tuple[Callable, tuple]) -> None:
             fn, args = call
             grads, _ = fn(*args)
             grads[0].numpy()  # wait for it
 
-        with ThreadPoolExecutor(max_workers=len(calls), thread_name_prefix="xla-compile") as pool:
+        with ThreadPoolExecutor(max_workers=len(calls), thread_name_prefix="first-call") as pool:
             for future in [pool.submit(run, call) for call in calls]:
                 future.result()
 
