@@ -1,7 +1,9 @@
 """One case of `bench_training.py` (a preset at one resolution, batch and precision), run in a process of its own.
 
 The parent (`bench_training.py`) starts this file as `python bench_training_case.py '<spec json>'`. The case builds
-G, D, Gs, the optimizers and `training.steps.TrainingSteps`, compiles both kinds of step (plain and with R1), and
+G, D, Gs, the optimizers and `training.steps.TrainingSteps`, traces and compiles the gradient phases as the training
+loop does before minibatch 0 (`TrainingSteps.trace`, then `compile`: with XLA, side by side), runs both kinds of
+step once (plain and with R1), and
 answers on stdout, one protocol line each (prefixed with `MARKER`; anything else on stdout is ignored):
 
 - when ready: `{"event": "ready"}`;
@@ -13,7 +15,8 @@ answers on stdout, one protocol line each (prefixed with `MARKER`; anything else
 Memory. Peak RSS is the process's own high-water mark (`VmHWM` of `/proc/self/status`), read after the last step:
 the most resident memory this case needed at any moment, from the import of TensorFlow to the end. It is a
 property of the case, not of the machine's load. `memory` holds `VmRSS` and `VmHWM` after each stage (import, build,
-first plain step = its compilation and one run, first R1 step, the timed steps) to show where memory goes. On a GPU,
+trace + compile, first plain step, first R1 step, the timed steps) to show where memory goes. (Records made up to
+session 6 of round 2 compiled the phases one after the other in the first steps: a lower peak with XLA.) On a GPU,
 `device_peak_mib` is TensorFlow's peak allocation on GPU:0 (`tf.config.experimental.get_memory_info`), else None.
 """
 
@@ -132,6 +135,12 @@ def build_case(spec: dict[str, Any], memory: list[dict[str, Any]]) -> tuple[Call
         float(stats["D/loss"])
         return time.perf_counter() - t0
 
+    # What the training loop does before minibatch 0: trace the gradient phases, then compile them side by side
+    # (with XLA several compilations at once: a higher peak than compiling them one after the other).
+    spec_reals = tf.TensorSpec.from_tensor(reals)
+    steps_fn.trace(spec_reals, None)
+    steps_fn.compile(spec_reals, None)
+    memory.append({"stage": "trace + compile", **memory_mib()})
     timed(1)
     memory.append({"stage": "first plain step", **memory_mib()})
     timed(R1_INTERVAL)

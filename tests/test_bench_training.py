@@ -24,7 +24,7 @@ def test_each_precision_runs_in_its_own_process_and_reports_its_peak_rss(capfd):
     assert len(pids) == 2 and os.getpid() not in pids  # a fresh process per case, not this one
     for r in records:
         stages = [m["stage"] for m in r["memory"]]
-        assert stages == ["import", "build", "first plain step", "first R1 step", "timed steps"]
+        assert stages == ["import", "build", "trace + compile", "first plain step", "first R1 step", "timed steps"]
         # The peak is the case's high-water mark: at least every resident set it passed through, and more than
         # TensorFlow's import alone (building and running the steps allocates).
         assert r["peak_rss_mib"] >= max(m["rss_mib"] for m in r["memory"])
