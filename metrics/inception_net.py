@@ -12,7 +12,7 @@ Parameter names are canonical dotted names relative to the network root, e.g. `m
 
 from __future__ import annotations
 
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -169,15 +169,28 @@ class InceptionV3(tf.Module):
             raise ValueError(f"resize must be 'legacy' or 'half_pixel', got {resize!r}")
         return (x - 128.0) / 128.0
 
-    def pool3(self, x: tf.Tensor) -> tf.Tensor:
-        """Normalized `[B, 299, 299, 3]` -> `pool_3` features float32 `[B, 2048]`."""
+    def stages(self, x: tf.Tensor, last: str = "mixed_10") -> Iterator[Tuple[str, tf.Tensor]]:
+        """Runs the network on normalized `[B, H, W, 3]` and yields `(name, activation [B, h, w, C])` after every
+        stem conv (`conv` ... `conv_4`) and every block (`mixed` ... `mixed_10`), stopping after `last`."""
         for step in _STEM:
             x = _pool(x, step) if step.startswith("#") else self.convs[step](x)
+            if not step.startswith("#"):
+                yield step, x
+                if step == last:
+                    return
         for block, spec in _BLOCKS:
             if isinstance(spec, str):
                 x = self._block_e(x, block, spec)
             else:
                 x = tf.concat([self._run_branch(x, block, branch) for branch in spec], axis=-1)
+            yield block, x
+            if block == last:
+                return
+
+    def pool3(self, x: tf.Tensor) -> tf.Tensor:
+        """Normalized `[B, 299, 299, 3]` -> `pool_3` features float32 `[B, 2048]`."""
+        for _, x in self.stages(x):
+            pass
         return tf.reduce_mean(x, axis=[1, 2])
 
     def logits(self, features: tf.Tensor, use_bias: bool = False) -> tf.Tensor:
