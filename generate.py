@@ -7,9 +7,13 @@ Examples:
     python generate.py --model network.pkl --seeds 0-9 --vis-maps --vis-interpolations --output-dir visuals
     python generate.py --model network.pkl --export exported_generator
     python generate.py --model network.pkl --images-num 64 --precision fp16   # top 4 resolutions in float16
+    python generate.py --model network.pkl --project photos/ --steps 500 --vis-latent-swap --output-dir projected
+    python generate.py --model network.pkl --latents projected/photo/ws.npy --truncation-psi 1.0
 
 Writes `<output-dir>/sample_%06d.png` (numbered by seed, or by row of `--latents`) and `index.html`.
-Sample i of `--seeds`/`--images-num` uses `z = np.random.RandomState(seed).randn(K, d)`.
+Sample i of `--seeds`/`--images-num` uses `z = np.random.RandomState(seed).randn(K, d)`. `--latents` takes z
+`[N, K, d]` or ws `[N, K, S, d]` (synthesized without the mapping network; truncation still applies).
+`--project` projects real images into the latents instead (see `training.projection`).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import sys
 from typing import Iterator, Optional
 
 from dnnlib.util import OneLineArgumentParser, UserError, print_user_error
+from training.projection.cli import add_arguments as add_projection_arguments
 
 VIS_FLAGS = {"vis_images": "images", "vis_latents": "latents", "vis_maps": "maps", "vis_layer_maps": "layer_maps",
              "vis_interpolations": "interpolations", "vis_noise_var": "noise_var", "vis_style_mix": "style_mix"}
@@ -59,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--images-num", type=int, help="number of images (seeds 0..N-1); default 32")
     src.add_argument("--seeds", help="seeds, e.g. 0-31,40")
-    src.add_argument("--latents", help=".npy file with z [N, K, d] (exact reproduction)")
+    src.add_argument("--latents", help=".npy file with z [N, K, d] or ws [N, K, S, d] (exact reproduction)")
     p.add_argument("--truncation-psi", type=float, default=0.7, help="truncation psi (1: none)")
     p.add_argument("--batch-size", type=int, default=4, help="images per generator call (1 for huge models)")
     p.add_argument("--ratio", type=float, default=None,
@@ -85,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--vis-section-size", type=int, default=100, help="samples generated per section")
     v.add_argument("--blending-alpha", type=float, default=0.3, help="weight of the image under blended maps")
     v.add_argument("--interpolation-density", type=int, default=8, help="frames per interpolation")
+    v.add_argument("--vis-latent-swap", action="store_true",
+                   help="resample each local latent and take it from the next image; show the region that changed")
+    add_projection_arguments(p)
     return p
 
 
@@ -118,7 +126,8 @@ def quiet_native_stderr() -> Iterator[None]:
 
 
 def _check_args(args: argparse.Namespace):
-    """Validates every flag before any work starts (one-line UserError); returns the `--latents` z, or None."""
+    """Validates every flag before any work starts (one-line UserError); returns `(--latents z or ws, or None,
+    the --project targets)`."""
     if args.batch_size < 1:
         raise UserError(f"--batch-size {args.batch_size}: must be >= 1")
     if args.images_num is not None and not 1 <= args.images_num <= MAX_IMAGES:
@@ -133,11 +142,17 @@ def _check_args(args: argparse.Namespace):
     check_precision(args.precision, args.num_fp16_res, args.conv_clamp)
 
     VisOptions.validate(_vis_options(args, VisOptions, ratio=1.0 if args.ratio is None else args.ratio))
+    from training.projection.cli import check_args as check_projection
+
+    targets = check_projection(args, _vis_kinds(args))
     if not args.latents:
-        return None
+        return None, targets
     from training.vis.latents_file import read_latents
 
-    return read_latents(args.latents, MAX_IMAGES)
+    loaded = read_latents(args.latents, MAX_IMAGES, allow_ws=True)
+    if loaded.ndim == 4 and (_vis_kinds(args) or args.vis_latent_swap):
+        raise UserError(f"--latents {args.latents}: holds ws [N, K, S, d]; the --vis-* outputs need z [N, K, d]")
+    return loaded, targets
 
 
 def _vis_options(args: argparse.Namespace, cls, ratio: float):
@@ -146,15 +161,18 @@ def _vis_options(args: argparse.Namespace, cls, ratio: float):
                not args.no_progress, args.compile)
 
 
-def _latents(args: argparse.Namespace, latent_shape: tuple[int, int], loaded):
-    """Returns `(z [N, K, d], ids)` from the --latents z `loaded` (checked by `_check_args`), --seeds or
-    --images-num."""
+def _latents(args: argparse.Namespace, latent_shape: tuple[int, int], loaded, num_ws: int):
+    """Returns `(z [N, K, d] or ws [N, K, S, d], ids)` from the --latents `loaded` (checked by `_check_args`),
+    --seeds or --images-num."""
     from training.visualize import seed_latents
 
     if loaded is not None:
-        if tuple(loaded.shape[1:]) != tuple(latent_shape):
+        K, d = latent_shape
+        expected = (K, num_ws, d) if loaded.ndim == 4 else (K, d)
+        if tuple(loaded.shape[1:]) != expected:
+            shape = f"[N, {K}, {num_ws}, {d}]" if loaded.ndim == 4 else f"[N, {K}, {d}]"
             raise UserError(f"--latents {args.latents}: shape {list(loaded.shape)} does not fit the model; expected "
-                            f"[N, {latent_shape[0]}, {latent_shape[1]}]")
+                            f"{shape}")
         return loaded, list(range(len(loaded)))
     ids = parse_seeds(args.seeds) if args.seeds else list(range(32 if args.images_num is None else args.images_num))
     return seed_latents(ids, latent_shape), ids
@@ -170,6 +188,7 @@ def write_samples(Gs, args: argparse.Namespace, z, ids: list[int]) -> list[int]:
         UserError: The disk is full: names the file, and estimates the space the remaining images need from the
             sizes of those written (the files written so far stay).
     """
+    import numpy as np
     from tqdm import tqdm
 
     from dnnlib.disk import disk_full_as_user_error
@@ -183,7 +202,10 @@ def write_samples(Gs, args: argparse.Namespace, z, ids: list[int]) -> list[int]:
     with tqdm(total=len(ids), desc="generating", unit="img", disable=args.no_progress) as bar:
         for start in range(0, len(ids), args.batch_size):
             sl = slice(start, start + args.batch_size)
-            res = sampler.generate(z[sl], labels[sl], args.truncation_psi, seed=ids[start])
+            if z.ndim == 4:  # ws: no mapping network; truncation as G applies it
+                res = sampler.synthesize(np.asarray(Gs.truncate(z[sl], args.truncation_psi)), seed=ids[start])
+            else:
+                res = sampler.generate(z[sl], labels[sl], args.truncation_psi, seed=ids[start])
             non_finite += [i for i, bad in zip(ids[sl], res["nonfinite"]) if bad]
             for img, i in zip(res["images"], ids[sl]):
                 path = os.path.join(args.output_dir, f"sample_{i:06d}.png")
@@ -203,7 +225,7 @@ def run(args: argparse.Namespace) -> int:
     if args.gpus is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = args.gpus
     with quiet_native_stderr():
-        loaded = _check_args(args)
+        loaded, targets = _check_args(args)
     from dnnlib.tflib.catalog import resolve_network_path
 
     resolve_network_path(args.model)  # missing files / unknown names fail here, before TF starts
@@ -229,11 +251,15 @@ def run(args: argparse.Namespace) -> int:
     print(f"Loaded {args.model}: {Gs.resolution}x{Gs.resolution}, z [{K}, {d}], "
           f"{Gs.num_attention_layers} attention layers, {Gs.label_dim} classes; "
           f"{precision.describe(Gs.cfg.res_log2)}")
+    if targets:
+        from training.projection.cli import run_projection
+
+        return run_projection(args, Gs, targets, args.model)
     if args.export:
         _export(Gs, args.export, precision.describe(Gs.cfg.res_log2))
         if args.images_num is None and args.seeds is None and args.latents is None and not _vis_kinds(args):
             return 0
-    z, ids = _latents(args, (K, d), loaded)
+    z, ids = _latents(args, (K, d), loaded, Gs.num_ws)
     try:
         os.makedirs(args.output_dir, exist_ok=True)
     except OSError as exc:
@@ -245,6 +271,8 @@ def run(args: argparse.Namespace) -> int:
 
     with disk_full_as_user_error("the visualizations", args.output_dir, None, f"the {count} samples were written"):
         index = run_vis(Gs, args.output_dir, kinds, z, ids, _vis_options(args, VisOptions, args.ratio))
+        if args.vis_latent_swap:
+            index = _latent_swaps(Gs, args, z, ids)
     first = f"sample_{ids[0]:06d}.png" if ids else "nothing"
     print(f"Wrote {count} image{'' if count == 1 else 's'} to {os.path.abspath(args.output_dir)} ({first} ...)"
           + (f" and visualizations: {', '.join(sorted(kinds))}" if kinds else ""))
@@ -268,6 +296,18 @@ def _export(Gs, folder: str, precision: str = "fp32") -> None:
     with disk_full_as_user_error("the SavedModel", folder, weights):
         export_saved_model(Gs, folder, precision=precision)
     print(f"Exported a SavedModel to {folder}")
+
+
+def _latent_swaps(Gs, args: argparse.Namespace, z, ids: list[int]) -> str:
+    """--vis-latent-swap for the samples: `latent-swap/<id>.png`; returns the rewritten index."""
+    from training.vis.html_index import write_index
+    from training.vis.latent_edit import write_sample_edits
+    from training.vis.sampler import Sampler, make_labels
+
+    sampler = Sampler(Gs, args.batch_size, args.noise_mode, args.ratio, args.compile)
+    write_sample_edits(sampler, args.output_dir, z, make_labels(Gs.label_dim, len(ids), args.class_idx, ids), ids,
+                       args.truncation_psi)
+    return write_index(args.output_dir)
 
 
 def _vis_kinds(args: argparse.Namespace) -> set[str]:

@@ -53,6 +53,9 @@ _KINDS = [
     ("component-mixing", "component-mixing*.png", "Style mixing by component",
      "Each cell takes the first n local latent components from its row source, the other components and the "
      "global latent from its column source."),
+    ("latent-swap", "latent-swap/*.png", "Latent edits",
+     "Rows: local latent i. Columns: the sample | latent i resampled | changed pixels | latent i from the next "
+     "sample | changed pixels."),
     ("latents-z", "latents-z/*.npy", "Latents z", "The z `[K, d]` of each sample (NumPy .npy)."),
     ("latents-w", "latents-w/*.npy", "Latents w", "The w at the first slot `[K, d]` of each sample (NumPy .npy)."),
 ]

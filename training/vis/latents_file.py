@@ -20,16 +20,18 @@ NPY_MAGIC = b"\x93NUMPY"
 _HINT = "save z [N, K, d] with np.save(path, z)"
 
 
-def read_latents(path: str, max_count: int, flag: str = "--latents") -> np.ndarray:
+def read_latents(path: str, max_count: int, flag: str = "--latents", allow_ws: bool = False) -> np.ndarray:
     """Reads z from an `.npy` file written by `np.save`.
 
     Args:
         path: The file.
         max_count: The most latents accepted.
         flag: The command-line flag named in errors.
+        allow_ws: Also accept 4-D ws `[N, K, S, d]` (e.g. a projection's `ws.npy`).
 
     Returns:
-        float32 z `[N, K, d]` (a 2-D `[K, d]` file is one latent), all values finite.
+        float32 z `[N, K, d]` (a 2-D `[K, d]` file is one latent), or ws `[N, K, S, d]` with `allow_ws`; all values
+        finite.
 
     Raises:
         UserError: Unreadable file, not an `.npy` array, non-numeric dtype, wrong number of dimensions, no or too
@@ -44,9 +46,10 @@ def read_latents(path: str, max_count: int, flag: str = "--latents") -> np.ndarr
         raise UserError(f"{where}: cannot read ({exc.strerror}); check the path") from None
     if dtype.kind not in "fiu" or dtype.fields is not None or dtype.shape:
         raise UserError(f"{where}: holds {dtype} values, not numbers; {_HINT} (float32)")
-    if len(shape) not in (2, 3):
-        raise UserError(f"{where}: has shape {list(shape)}; expected [N, K, d] or [K, d]; {_HINT}")
-    count = shape[0] if len(shape) == 3 else 1
+    if len(shape) not in ((2, 3, 4) if allow_ws else (2, 3)):
+        shapes = "[N, K, d], [K, d] or ws [N, K, S, d]" if allow_ws else "[N, K, d] or [K, d]"
+        raise UserError(f"{where}: has shape {list(shape)}; expected {shapes}; {_HINT}")
+    count = shape[0] if len(shape) >= 3 else 1
     if 0 in shape:
         raise UserError(f"{where}: has shape {list(shape)}, which holds no latents")
     if count > max_count:
