@@ -8,6 +8,7 @@ networks the options describe. Bad input is reported as one line on stderr with 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -15,6 +16,7 @@ from typing import Optional
 
 from dnnlib.util import UserError, print_user_error
 from training.cli_args import build_parser, check_flags, reject_unsupported
+from training.cluster import read_tf_config
 
 VIS_KINDS = {"images": "images", "latents": "latents", "maps": "maps", "layer_maps": "layer_maps",
              "interpolations": "interpolations", "noise_var": "noise_var", "style_mix": "style_mix"}
@@ -137,16 +139,32 @@ def prepare_training(args: argparse.Namespace, launch, strategy) -> Optional[dic
         print(json.dumps(record, indent=2))
         print(f"(dry run: would {'resume' if resuming else 'start'} {run_dir})")
         return None
-    return dict(dataset=dataset, g_cfg=g_cfg, d_cfg=d_cfg, opts=opts, record=record, resuming=resuming)
+    from training.run_folder import lock_run_dir
+    from training.training_loop import is_chief
+    # a resume owns its folder from here on: a second process stops here, before --eval/--vis and training
+    lock = lock_run_dir(run_dir) if resuming and is_chief(strategy) else None
+    return dict(dataset=dataset, g_cfg=g_cfg, d_cfg=d_cfg, opts=opts, record=record, resuming=resuming, lock=lock)
+
+
+def _claim_run_dir(args: argparse.Namespace, plan: dict, chief: bool) -> None:
+    """A new run's folder, made and locked now (atomically: two processes never share one); updates the plan."""
+    if plan["lock"] is not None or plan["resuming"] or not chief:
+        return
+    from training.run_folder import claim_new_run_dir
+    run_dir, plan["lock"] = claim_new_run_dir(args.result_dir, args.expname, plan["opts"].run_dir)
+    if run_dir != plan["opts"].run_dir:
+        plan["opts"] = dataclasses.replace(plan["opts"], run_dir=run_dir)
+        plan["record"]["training"] = plan["opts"].to_dict()
 
 
 def train(args: argparse.Namespace, launch, strategy, plan: dict) -> None:
     """--train, second half: writes the run record and runs the training loop."""
     from dnnlib.util import Logger, write_json_atomic
     from training.training_loop import Trainer, is_chief
+    chief = is_chief(strategy)
+    _claim_run_dir(args, plan, chief)
     dataset, opts = plan["dataset"], plan["opts"]
     run_dir = opts.run_dir
-    chief = is_chief(strategy)
     os.makedirs(run_dir, exist_ok=True)
     if chief:
         write_json_atomic(os.path.join(run_dir, launch.OPTIONS_FILE), plan["record"])
@@ -158,9 +176,20 @@ def train(args: argparse.Namespace, launch, strategy, plan: dict) -> None:
         trainer = Trainer(opts, plan["g_cfg"], plan["d_cfg"], dataset, strategy,
                           _metrics_fn(args, opts, dataset, strategy, launch))
         print(f"G: {trainer.G.num_params():,} parameters, D: {trainer.D.num_params():,} parameters")
-        trainer.run()
+        _run_trainer(trainer, dataset)
         print(f"Done. Samples: {run_dir}/visuals/images, attention maps: {run_dir}/visuals/maps, "
               f"snapshots: {run_dir}/network-*.pkl, log: {run_dir}/log.txt")
+
+
+def _run_trainer(trainer, dataset) -> None:
+    """Runs the training loop; a dataset file that turns out damaged while reading is one line naming it."""
+    import tensorflow as tf
+    try:
+        trainer.run()
+    except tf.errors.DataLossError as exc:
+        detail = " ".join(str(exc.message).split())[:200]
+        raise UserError(f"{dataset.path}: a dataset file is damaged ({detail}); the checkpoints are intact: "
+                        "re-create the dataset with prepare_data.py, then rerun to resume") from None
 
 
 def _configs_from_record(saved: dict):
@@ -195,8 +224,15 @@ def describe(args: argparse.Namespace, launch) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point."""
+    from dnnlib.disk import path_errors_as_user_error
     args = build_parser().parse_args(argv)
     reject_unsupported(args)
+    read_tf_config(dict(os.environ))  # a malformed TF_CONFIG is one line, before TensorFlow starts
+    with path_errors_as_user_error("check that --result-dir and --data-dir are writable folders, or pass others"):
+        _main(args)
+
+
+def _main(args: argparse.Namespace) -> None:
     _set_device_env(args)
     check_flags(args)  # every flag on its own, before any work (imports TensorFlow: after the device environment)
     from training import launch
@@ -205,12 +241,16 @@ def main(argv: list[str] | None = None) -> None:
         describe(args, launch)
         return
     plan = prepare_training(args, launch, strategy) if args.train else None
-    if args.eval:
-        evaluate(args, launch, strategy)
-    if args.vis:
-        visualize(args, launch)
-    if plan is not None:
-        train(args, launch, strategy, plan)
+    try:
+        if args.eval:
+            evaluate(args, launch, strategy)
+        if args.vis:
+            visualize(args, launch)
+        if plan is not None:
+            train(args, launch, strategy, plan)
+    finally:
+        if plan is not None and plan["lock"] is not None:
+            plan["lock"].release()
 
 
 if __name__ == "__main__":

@@ -110,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
                "version>; 'none' = off)")
     _flag(g, "--eager", bool, default=False, help="run eagerly (debugging)")
     _flag(g, "--cpu-replicas", int, default=None, help="split the CPU into N replicas (testing tf.distribute)")
+    _flag(g, "--cluster-timeout", float, default=300.0,
+          help="multi-worker training (TF_CONFIG): seconds to wait for the other workers at start-up before stopping "
+               "with the ones that did not answer")
     _flag(g, "--cache-dir", default=None, help="download/statistics cache (default ~/.cache/ganformer)")
 
     d = p.add_argument_group("dataset")
@@ -225,6 +228,7 @@ FLAG_RANGES: dict[str, Range] = {
     "attention_dropout": Range(0.0, 1.0, hi_open=True), "cpu_replicas": Range(1, 256),
     "vis_num": Range(1, MAX_IMAGES), "vis_rich_num": Range(0, MAX_IMAGES), "vis_section_size": Range(1, MAX_IMAGES),
     "blending_alpha": Range(0.0, 1.0), "interpolation_density": Range(2, 10_000),
+    "cluster_timeout": Range(0.0, 7 * 24 * 3600.0, lo_open=True),
 }
 # The original's flags that have no meaning here: accepted by the parser, refused with the reason.
 REJECTED_FLAGS: dict[str, str] = {
@@ -271,6 +275,10 @@ def check_flags(args: argparse.Namespace) -> None:
         else:
             FLAG_RANGES.get(dest, Range()).check("--" + dest.replace("_", "-"), value, integer=isinstance(value, int))
     check_option("gpus", parse_gpus(args.gpus))
+    from training.run_folder import check_folder_flag, check_name
+    check_name("--expname", args.expname)
+    check_folder_flag("--result-dir", args.result_dir)
+    check_folder_flag("--data-dir", args.data_dir)
     if args.train:  # training splits each batch; --eval and --vis only use --batch-gpu
         check_batch_split(args.batch_size, args.batch_gpu, args.cpu_replicas or 1)
         group = getattr(args, "mbstd_group_size", None)

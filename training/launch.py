@@ -18,11 +18,11 @@ from dnnlib.util import UserError
 from training import presets
 from training.checkpoint import list_snapshots
 from training.cli_args import MODEL_FLAGS, parse_gpus, parse_metrics
+from training.cluster import read_tf_config, wait_for_peers
 from training.config import DiscriminatorConfig, GeneratorConfig, auto_gamma, config_changes, to_dict
 from training.data.catalog import CATALOG, dataset_constants
 from training.options import TrainingOptions
-
-OPTIONS_FILE = "training_options.json"
+from training.run_folder import OPTIONS_FILE, has_training_state, run_dirs  # noqa: F401 (run_dirs: re-exported)
 
 
 def make_strategy(args: argparse.Namespace) -> tf.distribute.Strategy:
@@ -32,7 +32,9 @@ def make_strategy(args: argparse.Namespace) -> tf.distribute.Strategy:
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * args.cpu_replicas)
     if args.deterministic:
         tf.config.experimental.enable_op_determinism()
-    if os.environ.get("TF_CONFIG"):
+    cluster = read_tf_config(dict(os.environ))
+    if cluster is not None:
+        wait_for_peers(cluster, args.cluster_timeout)
         return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
     if len(gpus) > 1:
@@ -161,23 +163,14 @@ def recorded_data_settings(args: argparse.Namespace, facts: dict[str, Any], data
     return float(out["ratio"]), bool(out["mirror_augment"])
 
 
-def run_dirs(result_dir: str, expname: str) -> list[str]:
-    """Existing run dirs `<result_dir>/<expname>-NNN`, oldest first. Found by listing the folder and matching names
-    exactly (no glob: an experiment name may hold `[`, `*` or `?`)."""
-    pattern = re.compile(re.escape(expname) + r"-(\d+)")
-    names = os.listdir(result_dir) if os.path.isdir(result_dir) else []
-    found = [(int(m.group(1)), os.path.join(result_dir, name)) for name in names
-             if (m := pattern.fullmatch(name)) and os.path.isdir(os.path.join(result_dir, name))]
-    return [p for _, p in sorted(found)]
-
-
 def choose_run_dir(result_dir: str, expname: str, restart: bool) -> tuple[str, bool]:
     """(run dir, resuming): the latest run of the experiment when it holds a training record
-    (`training_options.json`) and not --restart; the latest dir without one (e.g. made by --eval) as a new run;
-    else a new `<expname>-NNN`."""
+    (`training_options.json`) or checkpoints, and not --restart; the latest dir without either (e.g. made by
+    --eval) as a new run; else the next `<expname>-NNN` (made, atomically, by `run_folder.claim_new_run_dir`)."""
     existing = run_dirs(result_dir, expname)
     if existing and not restart:
-        return existing[-1], os.path.exists(os.path.join(existing[-1], OPTIONS_FILE))
+        latest = existing[-1]
+        return latest, os.path.exists(os.path.join(latest, OPTIONS_FILE)) or has_training_state(latest)
     next_id = int(existing[-1].rsplit("-", 1)[1]) + 1 if existing else 0
     path = os.path.join(result_dir, f"{expname}-{next_id:03d}")
     return path, False
@@ -207,12 +200,13 @@ def check_resume(run_dir: str, record: dict[str, Any]) -> None:
     """
     path = os.path.join(run_dir, OPTIONS_FILE)
     if not os.path.exists(path):
+        print(f"Note: {path} is missing: resuming with the command-line flags (the architecture cannot be "
+              f"compared with the run's)")
         return
-    with open(path, encoding="utf-8") as f:
-        old = json.load(f)
+    old = read_record(path, "pass --restart for a new run")
     changes = [(section, change) for section, cls in (("training", TrainingOptions), ("G", GeneratorConfig),
                                                       ("D", DiscriminatorConfig))
-               for change in config_changes(cls, old.get(section, {}), record[section])]
+               for change in config_changes(cls, _section(old, section), record[section])]
     arch = [f"{section}.{c.path} {c.old!r} -> {c.new!r}" for section, c in changes
             if section != "training" and not c.runtime]
     if arch:
@@ -221,6 +215,11 @@ def check_resume(run_dir: str, record: dict[str, Any]) -> None:
                         "pass --restart for a new run or the original flags to resume")
     for section, c in changes:
         print(f"Resume: {section}.{c.path} changed: {c.old!r} -> {c.new!r}")
+
+
+def _section(record: dict[str, Any], name: str) -> dict[str, Any]:
+    value = record.get(name)
+    return value if isinstance(value, dict) else {}
 
 
 def check_architecture(g_cfg: GeneratorConfig, d_cfg: DiscriminatorConfig) -> None:
@@ -275,9 +274,31 @@ def load_saved_options(run_dir: str) -> dict[str, Any]:
     """The run's training_options.json (for --reload)."""
     path = os.path.join(run_dir, OPTIONS_FILE)
     if not os.path.exists(path):
-        raise UserError(f"--reload: {path} does not exist")
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+        raise UserError(f"--reload: {path} is missing, so the run's options are unknown; resume without --reload "
+                        "(with the original flags) or pass --restart for a new run")
+    record = read_record(path, "resume without --reload (with the original flags) or pass --restart")
+    for section in ("training", "G", "D"):
+        if not isinstance(record.get(section), dict):
+            raise UserError(f"--reload: {path} has no '{section}' section (not a run record of this code); resume "
+                            "without --reload or pass --restart")
+    return record
+
+
+def read_record(path: str, fix: str) -> dict[str, Any]:
+    """A run record (`training_options.json`) as a dict.
+
+    Raises:
+        UserError: The file is unreadable, not JSON or not a JSON object; the message ends with `fix`.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            record = json.load(f)
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else f"not valid JSON: {exc}"
+        raise UserError(f"{path}: the run record is damaged ({reason}); restore it from a backup, or {fix}") from None
+    if not isinstance(record, dict):
+        raise UserError(f"{path}: the run record is damaged (not a JSON object); restore it from a backup, or {fix}")
+    return record
 
 
 def replace_training(train: TrainingOptions, saved: dict[str, Any]) -> TrainingOptions:
