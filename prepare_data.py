@@ -127,10 +127,13 @@ def run(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; returns the exit status (0 ok, 2 bad input (bad flags included), 130 interrupted)."""
+    from dnnlib.disk import path_errors_as_user_error
+
     args = None
     try:
         args = build_parser().parse_args(argv)
-        run(args)
+        with path_errors_as_user_error("choose a writable --data-dir (partial output deleted)"):
+            run(args)
     except UserError as exc:
         return print_user_error(exc)
     except OSError as exc:

@@ -28,6 +28,7 @@ from training.data import records
 from training.data.catalog import dataset_constants
 from training.data.records import READ_BUFFER_BYTES, count_records
 from training.data.files import list_image_files
+from training.data.integrity import check_shards
 
 TF_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 
@@ -217,17 +218,15 @@ def _open_ours(folder: Path, meta: dict[str, Any], resolution: int | None) -> Da
     if resolution is not None and resolution != res:
         raise UserError(f"{folder}: dataset has resolution {res}, not {resolution}; re-run prepare_data.py with "
                         f"--resolution {resolution} or pass --resolution {res}")
+    counts = check_shards(folder, meta)  # missing, truncated, miscounted or corrupt shards: one line
     files = [folder / s["file"] for s in meta["shards"]]
-    missing = [f for f in files if not f.is_file()]
-    if missing:
-        raise UserError(f"{missing[0]}: shard listed in dataset.json is missing; re-run prepare_data.py")
     labels = meta.get("labels") or None
     return Dataset(path=folder, name=str(meta.get("name", folder.name)), resolution=res,
                    ratio=float(meta.get("ratio", 1.0)), label_dim=int(labels["dim"]) if labels else 0,
                    channels=int(meta.get("channels", 3)), kind="tfrecords", files=files,
                    encoding=str(meta.get("encoding", "raw")),
                    label_classes=list(labels.get("classes") or []) if labels else None,
-                   _counts=[int(s["count"]) for s in meta["shards"]])
+                   _counts=counts)
 
 
 def _open_original(folder: Path, groups: dict[int, list[Path]], meta: dict[str, Any] | None,

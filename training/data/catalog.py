@@ -21,7 +21,7 @@ from tqdm import tqdm
 from dnnlib import util
 from dnnlib.util import UserError
 from training.data import archive, records
-from training.data.writer import check_target, publish, staging_dir, write_json
+from training.data.writer import check_target, dataset_lock, publish, staging_dir, write_json
 
 FILE, TFRECORD_ZIP, LMDB_ZIP = "tfrecord-file", "tfrecord-zip", "lmdb-zip"
 
@@ -121,6 +121,15 @@ def install_tfrecords(entry: CatalogEntry, downloaded: Path, data_dir: Path, ove
                       progress: bool = True) -> Path:
     """Installs original-format TFRecords (one file or a zip of them) as `<data_dir>/<name>/` atomically."""
     target = check_target(data_dir, entry.name, overwrite)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with dataset_lock(data_dir, entry.name):
+        check_target(data_dir, entry.name, overwrite)  # again, under the lock: another process may have finished
+        _install_locked(entry, downloaded, data_dir, target, overwrite, progress)
+    return target
+
+
+def _install_locked(entry: CatalogEntry, downloaded: Path, data_dir: Path, target: Path, overwrite: bool,
+                    progress: bool) -> None:
     tmp = staging_dir(data_dir, entry.name)
     try:
         if entry.kind == FILE:
@@ -140,10 +149,9 @@ def install_tfrecords(entry: CatalogEntry, downloaded: Path, data_dir: Path, ove
         counts = {str(res): _count_files(files, progress) for res, files in groups.items()}
         write_json(tmp / records.META_FILE, {"format": LEGACY_FORMAT, "name": entry.name, "ratio": entry.ratio,
                                             "counts": counts, "source": entry.url, "md5": entry.md5})
-        publish(tmp, target)
+        publish(tmp, target, overwrite)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return target
 
 
 def extract_lmdb(entry: CatalogEntry, downloaded: Path, data_dir: Path, progress: bool = True) -> Path:

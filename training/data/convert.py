@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from dnnlib.disk import format_bytes
 from dnnlib.util import UserError
 from training.data import preprocess
 from training.data.labels import LabelMap, load_labels
@@ -76,7 +77,7 @@ class Summary:
     def lines(self) -> list[str]:
         """Human-readable summary lines."""
         out = [f"Wrote {self.written} images of {self.resolution}x{self.resolution} to {self.path} "
-               f"({self.shards} shard{'s' * (self.shards != 1)}, {self.bytes / 2**20:.1f} MiB) "
+               f"({self.shards} shard{'s' * (self.shards != 1)}, {format_bytes(self.bytes)}) "
                f"in {self.seconds:.1f} s."]
         total = sum(len(v) for v in self.skipped.values())
         if total:
@@ -224,8 +225,8 @@ def _plan_shards(opts: ConvertOptions, count: int, resolution: int) -> int:
     raw_bytes = count * resolution * resolution * 3
     free = _free_bytes(Path(opts.data_dir))
     if opts.encoding == "raw" and raw_bytes * 1.01 > free:
-        raise UserError(f"{opts.data_dir}: needs about {raw_bytes / 2**30:.1f} GiB but only {free / 2**30:.1f} GiB "
-                        f"are free; free space, use --encoding png, --max-images or another --data-dir")
+        raise UserError(f"{opts.data_dir}: needs about {format_bytes(raw_bytes)} but only {format_bytes(free)} are "
+                        f"free; free space, use --encoding png, --max-images or another --data-dir")
     shards = opts.shards or min(MAX_SHARDS, max(1, math.ceil(raw_bytes / SHARD_BYTES)))
     return max(1, min(shards, count))
 

@@ -14,9 +14,12 @@ folder, one file set per resolution 2^XX; records with `shape` int64 [C, H, W] a
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import os
 import re
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -111,3 +114,35 @@ def count_records(path: Path) -> int:
 
     ds = tf.data.TFRecordDataset(str(path), buffer_size=READ_BUFFER_BYTES)
     return int(ds.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1).numpy())
+
+
+def file_digest(path: str | Path) -> dict[str, Any]:
+    """`{"bytes": size, "sha256": hex}` of a file (recorded per shard in `dataset.json`)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return {"bytes": os.path.getsize(path), "sha256": digest.hexdigest()}
+
+
+def walk_records(path: str | Path) -> tuple[int, str | None]:
+    """Counts the records of a TFRecord file from their length headers alone (no data is read or checked).
+
+    Returns:
+        `(records, problem)`: `problem` says where the file is cut short (a header or a record that runs past the
+        end of the file), else None.
+    """
+    size = os.path.getsize(path)
+    count, offset = 0, 0
+    with open(path, "rb") as f:
+        while offset < size:
+            header = f.read(12)  # uint64 length + uint32 masked CRC of the length
+            if len(header) < 12:
+                return count, f"cut short in the header of record {count + 1} (at byte {offset} of {size})"
+            (length,) = struct.unpack("<Q", header[:8])
+            offset += 12 + length + 4  # the data and its masked CRC
+            if offset > size:
+                return count, f"record {count + 1} runs past the end of the file ({size} bytes: truncated?)"
+            f.seek(offset)
+            count += 1
+    return count, None

@@ -18,10 +18,13 @@ from typing import Any
 
 import numpy as np
 
+from dnnlib.disk import format_bytes
+from dnnlib.locks import FolderLock
 from dnnlib.util import UserError
 from training.data import records
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+MAX_NAME_LENGTH = 200  # shard names add 26 characters, temporary folders up to 20
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
@@ -32,7 +35,10 @@ def validate_name(name: str) -> None:
         UserError: for names with path separators, leading dots or other characters.
     """
     if not NAME_RE.match(name or ""):
-        raise UserError(f"--task {name!r}: not a valid dataset name; use letters, digits, '.', '_' or '-'")
+        raise UserError(f"--task {name[:60]!r}: not a valid dataset name; use letters, digits, '.', '_' or '-'")
+    if len(name) > MAX_NAME_LENGTH:
+        raise UserError(f"--task {name[:60]!r}...: longer than {MAX_NAME_LENGTH} characters (file names are "
+                        f"limited to 255 bytes); pass a shorter name")
 
 
 def check_target(data_dir: str | Path, name: str, overwrite: bool) -> Path:
@@ -42,6 +48,8 @@ def check_target(data_dir: str | Path, name: str, overwrite: bool) -> Path:
         UserError: if it exists and `overwrite` is False, or is a file.
     """
     validate_name(name)
+    from training.run_folder import check_folder_flag
+    check_folder_flag("--data-dir", str(data_dir))
     target = Path(data_dir) / name
     if target.exists() and not overwrite:
         raise UserError(f"{target}: dataset already exists; pass --overwrite to replace it or choose another --task")
@@ -85,9 +93,23 @@ def staging_dir(data_dir: str | Path, name: str) -> Path:
     return tmp
 
 
-def publish(tmp_dir: Path, target: Path) -> None:
-    """Renames a finished temporary folder to `target`, replacing an existing dataset last."""
+def dataset_lock(data_dir: str | Path, name: str) -> FolderLock:
+    """The (not yet acquired) lock on dataset name `name` in `data_dir`, held while it is written."""
+    return FolderLock(str(Path(data_dir) / f".{name}.lock"), f"dataset {Path(data_dir) / name}",
+                      "another prepare_data.py writes it now: wait for it to end, or choose another --task")
+
+
+def publish(tmp_dir: Path, target: Path, overwrite: bool = True) -> None:
+    """Renames a finished temporary folder to `target`, replacing an existing dataset last (only with
+    `overwrite`: else a dataset that appeared meanwhile is an error and the temporary folder is left to the caller).
+
+    Raises:
+        UserError: `target` exists and `overwrite` is False.
+    """
     old = None
+    if target.exists() and not overwrite:
+        raise UserError(f"{target}: dataset already exists (written by another process meanwhile); nothing "
+                        "replaced: pass --overwrite to replace it or choose another --task")
     if target.exists():
         old = target.parent / f".{target.name}.old-{os.getpid()}"
         shutil.rmtree(old, ignore_errors=True)
@@ -130,6 +152,8 @@ class DatasetWriter:
         self.data_dir = Path(data_dir)
         self.name = name
         self.target = check_target(data_dir, name, overwrite)
+        self.overwrite = overwrite
+        self._lock: FolderLock | None = None
         self.resolution = int(resolution)
         self.ratio = float(ratio)
         self.num_shards = max(1, int(num_shards))
@@ -145,6 +169,9 @@ class DatasetWriter:
         import tensorflow as tf
 
         try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self._lock = dataset_lock(self.data_dir, self.name).acquire()
+            check_target(self.data_dir, self.name, self.overwrite)  # again: another process may have finished it
             self.tmp_dir = staging_dir(self.data_dir, self.name)
             self._writers = [tf.io.TFRecordWriter(str(self._shard_path(i))) for i in range(self.num_shards)]
         except BaseException as exc:
@@ -207,14 +234,21 @@ class DatasetWriter:
         for new_index, old_index in enumerate(used):
             file_name = records.shard_file_name(self.name, new_index, len(used))
             os.replace(self._shard_path(old_index), self.tmp_dir / file_name)
-            shards.append({"file": file_name, "count": self.counts[old_index]})
+            shards.append({"file": file_name, "count": self.counts[old_index],
+                           **records.file_digest(self.tmp_dir / file_name)})
         for i in range(self.num_shards):
             if i not in used:
                 self._shard_path(i).unlink(missing_ok=True)
         write_json(self.tmp_dir / records.META_FILE, self._meta(shards, extra_meta))
-        publish(self.tmp_dir, self.target)
+        publish(self.tmp_dir, self.target, self.overwrite)
         self._committed = True
+        self._release()
         return self.target
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def _meta(self, shards: list[dict[str, Any]], extra: dict[str, Any] | None) -> dict[str, Any]:
         labels = None
@@ -237,12 +271,13 @@ class DatasetWriter:
                 pass
         self._writers = []
         shutil.rmtree(self.tmp_dir, ignore_errors=True)
+        self._release()
 
     def _raise_translated(self, exc: BaseException) -> None:
         """Raises a one-line UserError for disk-full and permission errors; returns for anything else."""
         if is_disk_full(exc):
             raise UserError(f"{self.data_dir}: disk full after {self.count} images "
-                            f"({self.bytes_written / 2**20:.1f} MiB); deleted the partial dataset; free space "
+                            f"({format_bytes(self.bytes_written)}); deleted the partial dataset; free space "
                             f"or choose another --data-dir") from exc
         if isinstance(exc, PermissionError):
             raise UserError(f"{exc.filename or self.data_dir}: permission denied; choose a writable "
