@@ -136,6 +136,11 @@ def _check_args(args: argparse.Namespace):
         parse_seeds(args.seeds)
     if os.path.exists(args.output_dir) and not os.path.isdir(args.output_dir):
         raise UserError(f"--output-dir {args.output_dir}: exists and is not a folder")
+    if args.ratio is not None and not 0 < args.ratio <= 1:  # NaN fails too
+        raise UserError(f"--ratio {args.ratio}: must be in (0, 1] (content height / width, as in training)")
+    if args.gpus is not None and not re.fullmatch(r"\s*(-?\d+\s*(,\s*-?\d+\s*)*)?", args.gpus):
+        raise UserError(f"--gpus {args.gpus}: expected a comma list of GPU ids, e.g. --gpus 0,1 (-1 or '' for the "
+                        "CPU only)")
     from training.precision import check_precision  # imports TensorFlow: call with its start-up lines silenced
     from training.visualize import VisOptions
 
@@ -315,12 +320,19 @@ def _vis_kinds(args: argparse.Namespace) -> set[str]:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    """CLI entry point; returns the exit status: 2 for user errors (bad flags and files, a full disk) printed as one
-    line, 1 when images held NaN or infinite values (a warning line), else 0."""
+    """CLI entry point; returns the exit status: 2 for user errors (bad flags and files, a full disk, a read-only
+    folder) printed as one line, 1 when images held NaN or infinite values (a warning line), 130 when interrupted,
+    else 0."""
+    from dnnlib.disk import path_errors_as_user_error
+
     try:
-        return run(build_parser().parse_args(argv))
+        with path_errors_as_user_error("pass a writable --output-dir"):
+            return run(build_parser().parse_args(argv))
     except UserError as exc:
         return print_user_error(exc, "generate.py")
+    except KeyboardInterrupt:
+        print("generate.py: error: interrupted (the samples written so far are complete files)", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -87,3 +87,36 @@ def disk_full_as_user_error(what: str, folder: str, needed: Union[None, int, Cal
         filename = getattr(exc, "filename", None)  # set when open() itself failed
         what = f"{what} ({os.path.basename(str(filename))})" if filename else what
         raise disk_full_error(what, folder, needed() if callable(needed) else needed, note) from None
+
+
+# Errors about a path (not about space) that a user fixes by choosing or repairing a folder.
+PATH_ERRNOS = (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENAMETOOLONG, errno.ENOTDIR, errno.EISDIR,
+               errno.EEXIST, errno.ELOOP)
+_TF_PATH_ERRORS = ("PermissionDeniedError",)
+
+
+def path_error_message(exc: BaseException) -> Optional[str]:
+    """`<path>: <reason>` for an error about a path (read-only filesystem, permissions, a name too long, a file
+    where a folder is expected), else None. TensorFlow's permission errors are included (one line of them)."""
+    if isinstance(exc, OSError) and exc.errno in PATH_ERRNOS:
+        where = exc.filename if exc.filename is not None else "a file"
+        return f"{where}: {(exc.strerror or str(exc)).lower()}"
+    if type(exc).__module__.startswith("tensorflow") and (type(exc).__name__ in _TF_PATH_ERRORS
+                                                          or "Read-only file system" in str(exc)):
+        return " ".join(str(getattr(exc, "message", exc)).split())[:300]
+    return None
+
+
+@contextlib.contextmanager
+def path_errors_as_user_error(fix: str) -> Iterator[None]:
+    """Turns an error about a path raised in the block (`path_error_message`) into a one-line `UserError` ending
+    with `fix` (e.g. "pass a writable --result-dir"); every other error passes unchanged."""
+    try:
+        yield
+    except UserError:
+        raise
+    except Exception as exc:
+        message = path_error_message(exc)
+        if message is None:
+            raise
+        raise UserError(f"{message}; {fix}") from None

@@ -62,19 +62,71 @@ class OneLineArgumentParser(argparse.ArgumentParser):
         raise UserError(f"{message} (see --help)")
 
 
+def current_umask() -> int:
+    """The process's umask, read from `/proc/self/status` where available (changing it to read it would race with
+    other threads creating files), else by setting and restoring it."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def path_kind(path: str) -> str:
+    """What a path that is not a regular file is, for messages: `"a folder"`, `"a FIFO"`, `"a device"`, `"a socket"`,
+    `"missing"` (also a dangling link) or `"a file"`."""
+    import stat
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return "missing"
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a file"
+
+
+def not_a_file_reason(path: str) -> str:
+    """Why `path` cannot be read as a file: `"file not found; check the path"`, or what it is instead (a folder,
+    a FIFO, a device)."""
+    kind = path_kind(path)
+    if kind == "missing":
+        return "file not found; check the path"
+    hint = "; pass a file inside it" if kind == "a folder" else "; pass a regular file"
+    return f"is {kind}, not a regular file{hint}"
+
+
 @contextlib.contextmanager
 def atomic_file(path: str, fsync: bool = True) -> Iterator[BinaryIO]:
     """A binary file that becomes `path` only when the block ends without an error.
 
     Writes go to a temporary file in the same folder (`.<name>.tmp-*`), which is flushed, fsynced and renamed over
-    `path`: readers see the old file or the whole new one, never a part. On any error (e.g. disk full) the
-    temporary file is removed and `path` is untouched.
+    `path`: readers see the old file or the whole new one, never a part. The file gets the mode a plain `open`
+    would give it (0666 minus the umask). On any error (e.g. disk full) the temporary file is removed and `path`
+    is untouched.
+
+    Raises:
+        UserError: `path` is a folder (or another non-file), which a file cannot replace.
     """
     import tempfile
+    if os.path.lexists(path) and path_kind(path) not in ("a file", "missing"):
+        raise UserError(f"{path}: is {path_kind(path)}, so the file cannot be written there; move it away or "
+                        f"write elsewhere")
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.tmp-")
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb") as f:
             yield f
             if fsync:
@@ -312,7 +364,7 @@ def open_url(url_or_path: str, *, cache_dir: Optional[str] = None, md5: Optional
     local = _local_path(url_or_path)
     if local is not None:
         if not os.path.isfile(local):
-            raise UserError(f"{url_or_path}: file not found; check the path")
+            raise UserError(f"{url_or_path}: {not_a_file_reason(local)}")
         problem = _checksum_problem(local, md5, sha256)
         if problem:
             raise UserError(f"{url_or_path}: checksum mismatch ({problem}); the file is corrupt or not the "

@@ -116,15 +116,17 @@ def checksum_problem(prefix: str) -> Optional[str]:
 
 
 def clean_leftovers(run_dir: str) -> list[str]:
-    """Removes what a killed run leaves behind: TF's `checkpoints/ckpt-*_temp/` folders and index temporaries, the
-    temporary files of checksum records, stats and rewritten TensorBoard events, the `.network-*.tmp-*` files of
-    snapshot writes, and records of deleted checkpoints. Call at start, before anything writes into the run dir;
+    """Removes what a killed run leaves behind: TF's `checkpoints/ckpt-*_temp/` folders and index temporaries, and
+    the `.<name>.tmp-*` files of every atomic write (`dnnlib.util.atomic_file`: checksum records, snapshots, the run
+    record, stats, rewritten TensorBoard events, image grids) in the run dir and its `visuals/` folders, and records
+    of deleted checkpoints. Call at start, before anything writes into the run dir (the run's lock is held);
     returns the removed paths."""
     ckpt_dir = os.path.join(run_dir, "checkpoints")
     removed = [os.path.join(ckpt_dir, n) for n in _listdir(ckpt_dir)  # TF's, then ours (`write_atomic`)
                if re.match(r"^(ckpt-\d+_temp|checkpoint\.tmp[0-9a-f]+|\..*\.tmp-.*)$", n)]
-    removed += [os.path.join(run_dir, n) for n in _listdir(run_dir)
-                if re.match(r"^\.(network-.*|stats\.jsonl|events-rewrite)\.tmp-", n)]
+    visuals = [os.path.join(run_dir, "visuals", kind) for kind in _listdir(os.path.join(run_dir, "visuals"))]
+    removed += [os.path.join(folder, n) for folder in [run_dir, *visuals] for n in _listdir(folder)
+                if re.match(r"^\..+\.tmp-", n)]
     for path in removed:
         if os.path.isdir(path) and not os.path.islink(path):
             shutil.rmtree(path)

@@ -12,7 +12,7 @@ import re
 import types
 from typing import Mapping, Optional
 
-from dnnlib.util import UserError, open_url
+from dnnlib.util import UserError, not_a_file_reason, open_url
 
 CATALOG_PREFIX = "gdrive:"
 
@@ -89,6 +89,8 @@ def resolve_network_path(path_or_name: str, cache_dir: Optional[str] = None, *, 
     if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", spec):
         return open_url(spec, cache_dir=cache_dir, return_path=True, progress=progress)
     path = os.path.expanduser(spec)
+    if os.path.lexists(path) and not os.path.isfile(path):
+        raise UserError(f"{spec}: {not_a_file_reason(path)} (a network snapshot .pkl)")
     if not os.path.isfile(path):
         hint = (f"did you mean {CATALOG_PREFIX}{os.path.basename(path)}?"
                 if CATALOG_PREFIX + os.path.basename(path) in CATALOG else
