@@ -3,7 +3,9 @@
 Names: `fid50k`, `fid10k`, `fid5k`, `fid1k`, `fid` (FID); `kid50k`, `kid10k`, `kid` (KID); `is50k`, `is10k`, `is`
 (Inception Score); `pr50k3`, `pr10k3`, `pr` (precision/recall, k=3); `ppl_zfull`, `ppl_wfull`, `ppl_zend`,
 `ppl_wend` (PPL with StyleGAN2's face crop, as the names mean there), `ppl2_wend`, `ppl` (PPL without the crop);
-`fg_ari`, `fg_ari500`, `fg_ari1k` (attention maps vs object regions on grey-floor scenes). Names without a count use `num_images` of `evaluate` (`--eval-images-num`).
+`fg_ari`, `fg_ari500`, `fg_ari1k` (attention maps vs object regions on grey-floor scenes); `locality`,
+`locality200` (how much of the change from resampling one latent falls in that latent's attention region, as a
+multiple of chance; `metrics.attention_stats`). Names without a count use `num_images` of `evaluate` (`--eval-images-num`).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ class Metric:
         compute: `(ctx, num_images, **options) -> {"value": primary, other results..., "num_reals": n}`.
         plan: `(ctx, num_images) -> None`: declares needs and fails early (UserError) when a network is unusable.
         num_images: Fixed image count, or None to use `evaluate`'s `num_images`.
-        network: "inception" or "vgg16" (recorded with the results).
+        network: "inception", "vgg16", "segmenter" or "none" (recorded with the results).
         options: Extra keyword arguments for `compute`.
     """
 
@@ -158,6 +160,22 @@ def compute_fg_ari(ctx: EvalContext, n: int) -> Results:
     return fg_ari(ctx.Gs, n, batch_size=max(ctx.batch_size, 16), seed=ctx.seed)
 
 
+def _plan_locality(ctx: EvalContext, n: int) -> None:
+    from metrics.attention_stats import check_generator
+    check_generator(ctx.Gs)
+
+
+@register({"locality": None, "locality200": 200}, "none", _plan_locality)
+def compute_locality(ctx: EvalContext, n: int) -> Results:
+    from metrics.attention_stats import Prober, summarize_batches
+    stats = summarize_batches(Prober(ctx.Gs, num_images=n, seed=ctx.seed, batch_size=max(ctx.batch_size, 8)))
+    if "locality" not in stats:
+        raise UserError("locality: resampling a local latent changes no image; the generator ignores its latents")
+    last = max(int(key.split("/")[0][1:]) for key in stats if key.endswith("/entropy"))
+    return {"value": stats["locality"], "share": stats["locality_share"], "change": stats["change"],
+            "entropy_last": stats[f"l{last}/entropy"], "latents_used_last": stats[f"l{last}/latents_used"]}
+
+
 def _append_jsonl(path: str, record: Dict[str, Any]) -> None:
     """Appends one JSON line, rewriting the file with `dnnlib.util.write_atomic` so it is never half-written."""
     old = open(path, encoding="utf-8").read() if os.path.isfile(path) else ""
@@ -186,6 +204,8 @@ def _network_info(ctx: EvalContext, network: str) -> Dict[str, str]:
         net = ctx.inception()
         return dict(feature_network=net.name, feature_network_sha256=net.sha256,
                     feature_network_file=net.path, preprocessing=net.preprocessing)
+    if network == "none":
+        return dict(feature_network="none (the generator's own attention maps and images)")
     if network == "segmenter":
         return dict(feature_network="metrics.segment (grey-floor scene segmenter)", preprocessing="uint8 RGB")
     _, path, sha = ctx.vgg16()

@@ -70,7 +70,16 @@ def test_cli_run_writes_every_artefact(data_dir, tmp_path):
     records = [json.loads(line) for line in open(os.path.join(run, "stats.jsonl"))]
     assert len(records) == 2 and records[-1]["Progress/kimg"] == pytest.approx(0.016)
     assert all(np.isfinite(r["G/loss"]) and np.isfinite(r["D/loss"]) for r in records)
-    assert "tick 1" in open(os.path.join(run, "log.txt")).read()
+    # attention diagnostics of G and Gs on every tick that draws maps, in stats.jsonl, TensorBoard and the status line
+    for net in ("G", "Gs"):
+        entropies = [r[f"Attention/{net}/l0/entropy"] for r in records]
+        assert all(0.0 <= e <= 1.0 for e in entropies)
+        assert [step for step, _ in scalars[f"Attention/{net}/l0/entropy"]] == [8, 16]
+        assert all(f"Attention/{net}/{key}" in records[-1] for key in ("change", "l0/logit_spread", "l0/latents_used"))
+    log = open(os.path.join(run, "log.txt")).read()
+    last = max(int(k.split("/")[2][1:]) for k in records[-1]
+               if k.startswith("Attention/Gs/l") and k.endswith("/entropy"))
+    assert "tick 1" in log and f"att H {records[-1][f'Attention/Gs/l{last}/entropy']:.3f}" in log
 
 
 @pytest.mark.parametrize("pl_weight", [0.0, 2.0])
@@ -91,6 +100,11 @@ def test_exact_resume_is_bit_identical(data_dir, tmp_path, pl_weight):
     for opt in ("g_opt", "d_opt"):
         for x, y in zip(getattr(straight, opt).v, getattr(resumed, opt).v):
             np.testing.assert_array_equal(x.numpy(), y.numpy())
+    # the attention diagnostics logged per tick are the same with and without the stop
+    def attention(run):
+        lines = open(os.path.join(str(tmp_path / run), "stats.jsonl")).read().splitlines()
+        return [{k: v for k, v in json.loads(line).items() if k.startswith("Attention/")} for line in lines]
+    assert len(attention("a")) == 4 and attention("a")[0] and attention("a") == attention("b")
 
 
 @pytest.mark.parametrize("preset", PRESETS)

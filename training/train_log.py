@@ -153,9 +153,20 @@ def status_line(record: dict[str, float], total_kimg: float) -> str:
     return (f"tick {int(record['Progress/tick']):<4d} kimg {record['Progress/kimg']:<9.3f} "
             f"G {g('G/loss')} D {g('D/loss')} R1 {g('D/reg')} "
             f"|gradG| {g('G/grad_norm')} |gradD| {g('D/grad_norm')} {augment}{_loss_scale(record)}"
+            f"{_attention(record)}"
             f"sec/tick {record['Timing/sec_per_tick']:<7.1f} sec/kimg {record['Timing/sec_per_kimg']:<7.2f} "
             f"eta {eta or '-':<10s} mem {record['Resources/peak_mem_gb']:.2f}GB")
 
+
+
+def _attention(record: dict[str, float]) -> str:
+    """`att H 0.712 loc 1.84 ` (Gs: normalized entropy of the last attention layer, locality) when logged, else ''."""
+    layers = [key for key in record if key.startswith("Attention/Gs/l") and key.endswith("/entropy")]
+    if not layers:
+        return ""
+    last = max(layers, key=lambda key: int(key.split("/")[2][1:]))
+    loc = record.get("Attention/Gs/locality")
+    return f"att H {record[last]:.3f} loc {'-' if loc is None else f'{loc:.2f}'} "
 
 
 def _loss_scale(record: dict[str, float]) -> str:

@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from dnnlib.disk import disk_full_as_user_error, format_bytes
 from dnnlib.util import write_atomic
+from metrics import attention_stats
 from training import snapshot
 from training.ada import AugmentState
 from training.checkpoint import Progress, TrainCheckpoint, clean_leftovers, list_snapshots, snapshot_label
@@ -88,6 +89,7 @@ class Trainer:
         self._last_reals: Optional[tf.Tensor] = None
         self._restored = False
         self._stopped_on_snapshot = False
+        self._probers: dict[str, attention_stats.Prober] = {}
 
     # ------------------------------------------------------------------------------------------------ state
     def restore_or_init(self) -> str:
@@ -250,7 +252,23 @@ class Trainer:
             extra["Augment/p"] = float(self.aug_state.p.numpy())
         if self.steps.augment is not None:
             extra["Timing/augment_sec_per_step"] = self.steps.augment_seconds(self._last_reals)
+        tick = int(self.progress.tick.numpy())
+        if tick % self.opts.maps_snapshot_ticks == 0 or nimg >= int(self.opts.total_kimg * 1000):
+            extra.update(self.attention_stats())
         return self.log.flush(extra, step=nimg)
+
+    def attention_stats(self) -> dict[str, float]:
+        """`Attention/<G|Gs>/...` diagnostics (`metrics.attention_stats.summarize`) of both generators on fixed
+        latents; empty without attention or off the chief. Logged on the ticks that draw attention maps."""
+        if not self.chief or not self.G.cfg.transformer:
+            return {}
+        out = {}
+        for name, net in (("G", self.G), ("Gs", self.Gs)):
+            if name not in self._probers:
+                self._probers[name] = attention_stats.Prober(net, num_images=8, seed=self.opts.seed)
+            out.update({f"Attention/{name}/{key}": value
+                        for key, value in attention_stats.summarize(self._probers[name]()).items()})
+        return out
 
     def _tick_outputs(self, done: bool, tick: int) -> None:
         opts = self.opts
