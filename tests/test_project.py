@@ -168,6 +168,12 @@ def test_latent_edit_marks_the_changed_region():
     assert mask[0, :, 2:].all() and not mask[0, :, :2].any()
 
 
+def test_latents_an_edit_can_change():
+    assert latent_edit.num_local_latents(build_networks("ganformer-ffhq", 16, **TINY)[0]) == 2
+    assert latent_edit.num_local_latents(build_networks("kgan", 16, channel_max=16, components_num=3)[0]) == 3
+    assert latent_edit.num_local_latents(build_networks("stylegan2", 16, channel_max=16)[0]) == 0
+
+
 def test_generate_vis_latent_swap_for_samples(snapshot, tmp_path):
     out = tmp_path / "swaps"
     assert _run("--model", str(snapshot / "net.pkl"), "--seeds", "0-1", "--compile", "eager", "--vis-latent-swap",

@@ -26,8 +26,11 @@ FADE = 0.8  # weight of white over unchanged pixels
 
 
 def num_local_latents(G) -> int:
-    """k: the latents an edit can change (the global latent of a GANformer is not one of them)."""
-    return G.cfg.components_num if not G.cfg.transformer else G.latent_shape[0] - 1
+    """k: the latents an edit can change: a GANformer's local latents (not the global one), a k-GAN's components;
+    0 for single-latent models (StyleGAN2, GAN), where a swap would replace the whole image."""
+    if G.cfg.transformer:
+        return G.latent_shape[0] - 1
+    return G.cfg.components_num if G.cfg.kgan else 0
 
 
 def replace_latent(ws: np.ndarray, donor: np.ndarray, idx: int) -> np.ndarray:
