@@ -113,7 +113,6 @@ def prepare_training(args: argparse.Namespace, launch, strategy) -> Optional[dic
     """--train, first half: resolves the options, builds the configs (checking the architecture shape-only), picks
     the run dir and checks a resume: all before anything is written or trained, and before --eval/--vis run. The
     flags on their own were checked by `check_flags`. Returns what `train` needs, or None for --dry-run."""
-    from training.cli_args import check_metrics
     from training.presets import configs_from_options
     options = launch.model_options(args)
     dataset = launch.open_training_dataset(args)  # its metadata: the networks' resolution, channels and labels
@@ -122,6 +121,24 @@ def prepare_training(args: argparse.Namespace, launch, strategy) -> Optional[dic
         options["crop_ratio"] = ratio
     g_cfg, d_cfg = configs_from_options(options, dataset.resolution, dataset.channels, dataset.label_dim)
     run_dir, resuming = launch.choose_run_dir(args.result_dir, args.expname, args.restart)
+    from training.run_folder import lock_run_dir
+    from training.training_loop import is_chief
+    # a resume owns its folder from here on: a second process stops here, before reading the run's record
+    lock = lock_run_dir(run_dir) if resuming and not args.dry_run and is_chief(strategy) else None
+    try:
+        return _plan(args, launch, strategy, dict(dataset=dataset, g_cfg=g_cfg, d_cfg=d_cfg, run_dir=run_dir,
+                                                  resuming=resuming, lock=lock, options=options))
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+
+
+def _plan(args: argparse.Namespace, launch, strategy, plan: dict) -> Optional[dict]:
+    """The rest of `prepare_training` (the run dir chosen, a resumed one locked): options, checks, the record."""
+    from training.cli_args import check_metrics
+    run_dir, resuming, g_cfg, d_cfg = plan["run_dir"], plan["resuming"], plan["g_cfg"], plan["d_cfg"]
+    options, dataset = plan["options"], plan["dataset"]
     opts = launch.training_options(args, dataset, run_dir)
     if resuming and args.reload:
         saved = launch.load_saved_options(run_dir)
@@ -139,11 +156,8 @@ def prepare_training(args: argparse.Namespace, launch, strategy) -> Optional[dic
         print(json.dumps(record, indent=2))
         print(f"(dry run: would {'resume' if resuming else 'start'} {run_dir})")
         return None
-    from training.run_folder import lock_run_dir
-    from training.training_loop import is_chief
-    # a resume owns its folder from here on: a second process stops here, before --eval/--vis and training
-    lock = lock_run_dir(run_dir) if resuming and is_chief(strategy) else None
-    return dict(dataset=dataset, g_cfg=g_cfg, d_cfg=d_cfg, opts=opts, record=record, resuming=resuming, lock=lock)
+    return dict(dataset=dataset, g_cfg=g_cfg, d_cfg=d_cfg, opts=opts, record=record, resuming=resuming,
+                lock=plan["lock"])
 
 
 def _claim_run_dir(args: argparse.Namespace, plan: dict, chief: bool) -> None:
