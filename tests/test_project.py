@@ -210,3 +210,21 @@ def test_bad_input_is_one_line_and_writes_nothing(snapshot, tmp_path, capsys, ex
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and needle.format(root=snapshot) in err, err
     assert not out.exists()
+
+
+def test_perceptual_lookup_order_and_lpips(tmp_path):
+    from test_metrics_torchzip import write_pt
+    from test_metrics_vgg_ppl import synthetic_tensors
+
+    from metrics.vgg16 import load_vgg16
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    assert load_perceptual(16, cache_dir=str(cache)).name == "inception-taps"  # no VGG16 file: FID's Inception
+    write_pt(cache / "vgg16.pt", dict(synthetic_tensors(with_fc=False)))
+    net = load_perceptual(16, cache_dir=str(cache))
+    assert (net.name, net.origin) == ("lpips-vgg16", "cache")
+    rng = np.random.RandomState(0)
+    a, b = (tf.constant(rng.uniform(-1, 1, [2, 16, 16, 3]).astype(np.float32)) for _ in range(2))
+    expect = load_vgg16(str(cache / "vgg16.pt"))[0].lpips((a + 1) * 127.5, (b + 1) * 127.5)
+    np.testing.assert_allclose(net.distance(net.features(a), net.features(b)), expect, rtol=1e-4)

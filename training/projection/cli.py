@@ -92,6 +92,7 @@ def run_projection(args: argparse.Namespace, Gs: Any, targets: list[Target], mod
     """Projects every target and writes the outputs; returns the exit status (0 or 1)."""
     from tqdm import tqdm
 
+    from dnnlib.disk import disk_full_as_user_error
     from training.projection import outputs
     from training.projection.perceptual import load_perceptual
     from training.projection.projector import ProjectionConfig, Projector
@@ -124,8 +125,10 @@ def run_projection(args: argparse.Namespace, Gs: Any, targets: list[Target], mod
             result = projector.project(images[start:start + len(batch)], step_done)
             for j, t in enumerate(batch):
                 record = outputs.target_record(t.name, t.source, result, j, result.seconds / len(batch))
-                outputs.write_target(os.path.join(args.output_dir, t.name), images[start + j], result, j, record,
-                                     weights, args.blending_alpha)
+                with disk_full_as_user_error(f"the outputs of {t.name}", args.output_dir, None,
+                                             f"{len(records)} of {len(targets)} targets were written"):
+                    outputs.write_target(os.path.join(args.output_dir, t.name), images[start + j], result, j,
+                                         record, weights, args.blending_alpha)
                 records.append(record)
                 if not np.isfinite(result.end["perceptual"][j]) or not np.isfinite(result.end["mse"][j]):
                     failed.append(t.name)
