@@ -255,3 +255,14 @@ def test_index_renders_in_headless_chromium(all_kinds, tmp_path):
         f.write(b"not a png")
     dom = _render(write_index(broken))
     assert 'data-status="broken"' in dom and "images/000011.png" in dom
+
+
+@pytest.mark.parametrize("n", [2, 8, 16])
+def test_latent_palette_is_saturated_distinct_and_spreads_neighbours(n):
+    p = palette.latent_palette(n)
+    assert p.shape == (n, 3) and p.min() >= 0 and p.max() <= 1
+    assert (p.max(axis=1) - p.min(axis=1) >= 0.59).all()  # saturated: far from grey (lightness 0.3 ring: 0.6)
+    dist = np.sqrt(((p[:, None] - p[None]) ** 2).sum(-1)) + np.eye(n) * 9
+    assert dist.min() > 0.2  # no two latents look alike
+    if n >= 8:
+        assert np.mean([np.abs(p[i] - p[i + 1]).sum() for i in range(7)]) > 0.8  # neighbours are not similar hues

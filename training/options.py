@@ -92,7 +92,7 @@ class TrainingOptions:
     summarize: bool = True
     keep_samples: bool = True
     num_threads: int = 4
-    grid_size: tuple[int, int] = (3, 2)
+    grid_size: tuple[int, int] = (8, 4)
     pretrained_pkl: Optional[str] = invocation_field(None)
     max_ticks: Optional[int] = invocation_field(None)
     cache_dir: Optional[str] = invocation_field(None)

@@ -30,7 +30,10 @@ from training.options import TrainingOptions
 from training.steps import TrainingSteps
 from training.train_log import StatsLog, peak_memory_gb, status_line
 from training.vis.imageio import make_grid, save_png, to_uint8
-from training.vis.palette import blend, hls_palette, soft_maps
+from training.vis.palette import DEFAULT_BLEND_ALPHA, blend, hard_maps, latent_palette, soft_maps
+
+# Samples of the attention-map grid and samples per row (each sample is four tiles: image, hard, blend, soft).
+MAP_SAMPLES, MAP_COLUMNS = 16, 4
 
 MetricsFn = Callable[..., Any]  # (Gs, snapshot_path, kimg, tb_writer=...) -> records
 
@@ -348,15 +351,18 @@ class Trainer:
         self.log.image("fakes", grid, step=int(kimg * 1000))
 
     def write_maps(self, kimg: float) -> None:
-        """`visuals/maps/<kimg>.png`: the last attention layer's maps, one colour per latent, blended on the image."""
-        z = self._grid_latents()
+        """`visuals/maps/<kimg>.png`: for the first `MAP_SAMPLES` grid samples, the image | the hard map (the winning
+        latent's colour) | the hard map blended over the image | the soft map, of the last attention layer (heads
+        averaged), `MAP_COLUMNS` samples a row."""
+        z = self._grid_latents()[:MAP_SAMPLES]
         images, maps = self.Gs(z, self._grid_labels(len(z)), truncation_psi=self.G.cfg.truncation_psi,
                                noise_mode="const", return_maps=True)
-        probs = maps.numpy()[:, :, -1, 0]  # [B, k, H, W]: last layer, head 0
-        palette = hls_palette(probs.shape[1])
+        probs = maps.numpy()[:, :, -1].mean(axis=2)  # [B, k, H, W]: last layer, heads averaged
+        colours = latent_palette(probs.shape[1])
         rgb = to_uint8(images.numpy())
-        tiles = np.concatenate([rgb, soft_maps(probs, palette), blend(soft_maps(probs, palette), rgb, 0.3)], axis=2)
-        grid = make_grid(tiles, cols=self.opts.grid_size[0])
+        hard = hard_maps(probs, colours)
+        tiles = np.concatenate([rgb, hard, blend(hard, rgb, DEFAULT_BLEND_ALPHA), soft_maps(probs, colours)], axis=2)
+        grid = make_grid(tiles, cols=MAP_COLUMNS, pad=2)
         self._save_grid("maps", kimg, grid)
         self.log.image("attention_maps", grid, step=int(kimg * 1000))
 

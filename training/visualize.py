@@ -47,7 +47,7 @@ class VisOptions:
 
     rich_num: int = 5
     section_size: int = 100
-    blending_alpha: float = 0.3
+    blending_alpha: float = palette.DEFAULT_BLEND_ALPHA
     interpolation_density: int = 8
     ratio: float = 1.0
     batch_size: int = 4
@@ -110,7 +110,7 @@ def _aux_latents(ids: Iterable[int], tag: int, latent_shape: tuple[int, int]) ->
 
 
 def vis(Gs: Any, output_dir: str, kinds: set[str], num: int = 100, rich_num: int = 5, section_size: int = 100,
-        blending_alpha: float = 0.3, interpolation_density: int = 8, ratio: float = 1.0, batch_size: int = 4,
+        blending_alpha: float = palette.DEFAULT_BLEND_ALPHA, interpolation_density: int = 8, ratio: float = 1.0, batch_size: int = 4,
         truncation_psi: float = 0.75, seed: int = 0, grid: bool = False, *, noise_mode: str = "const",
         class_idx: Optional[int] = None, step: Optional[int] = None, noise_samples: int = 100,
         progress: bool = True, compile: str = "eager") -> str:
@@ -204,7 +204,7 @@ def _per_sample(sampler: Sampler, output_dir: str, kinds: set[str], z: np.ndarra
     """images / latents / maps, generated and written section by section."""
     n = len(ids)
     sections = max(1, -(-n // opts.section_size))
-    colours = palette.hls_palette(sampler.G.cfg.components_num) if "maps" in kinds else None
+    colours = palette.latent_palette(sampler.G.cfg.components_num) if "maps" in kinds else None
     if colours is not None:
         swatches = np.repeat(np.repeat((colours * 255).round().astype(np.uint8)[None], 16, 0), 16, 1)
         imageio.save_png(os.path.join(output_dir, "latent-colours.png"), swatches)
@@ -240,7 +240,7 @@ def _write_latents(output_dir: str, z: np.ndarray, w: np.ndarray, ids: list[int]
 def _layer_maps(sampler: Sampler, output_dir: str, z: np.ndarray, labels: np.ndarray, ids: list[int],
                 opts: VisOptions) -> None:
     """Hard maps of every attention layer and head for the rich samples."""
-    colours = palette.hls_palette(sampler.G.cfg.components_num)
+    colours = palette.latent_palette(sampler.G.cfg.components_num)
     with _bar(opts, len(ids), "layer maps") as bar:
         for j, i in enumerate(ids):  # one sample at a time: all-layer maps are large
             maps = sampler.generate(z[j:j + 1], labels[j:j + 1], opts.truncation_psi, maps="all")["maps"][0]

@@ -1,4 +1,4 @@
-"""Colouring of attention maps: one colour per latent (HLS palette), soft and hard maps, blends with the image.
+"""Colouring of attention maps: one colour per latent (`latent_palette`), soft and hard maps, blends with the image.
 
 The maps are probabilities over the k latents at every pixel; `check_probabilities` verifies that before any
 colouring, so a map that is not a distribution is never silently drawn.
@@ -14,6 +14,11 @@ import numpy as np
 PALETTE_LIGHTNESS = 0.6
 PALETTE_SATURATION = 0.65
 PALETTE_HUE_OFFSET = 0.01
+# Weight of the image when a map is blended over it (the original's `--blending-alpha` default).
+DEFAULT_BLEND_ALPHA = 0.3
+# Latent colours: fully saturated; up to 8 hues at lightness 0.5, beyond that a second, darker ring of hues.
+LATENT_LIGHTNESS = (0.5, 0.3)
+LATENT_SATURATION = 1.0
 
 
 def hls_palette(n: int, lightness: float = PALETTE_LIGHTNESS, saturation: float = PALETTE_SATURATION) -> np.ndarray:
@@ -26,6 +31,28 @@ def hls_palette(n: int, lightness: float = PALETTE_LIGHTNESS, saturation: float 
         raise ValueError(f"palette size must be >= 1, got {n}")
     hues = (np.arange(n) / n + PALETTE_HUE_OFFSET) % 1.0
     return np.array([colorsys.hls_to_rgb(h, lightness, saturation) for h in hues], dtype=np.float32)
+
+
+def latent_palette(n: int) -> np.ndarray:
+    """`n` saturated, mutually distinct colours for hard attention maps, ordered so that latents with neighbouring
+    indices get distant hues (hue index `i * s mod m` with the stride s coprime to the m hues of a ring).
+
+    Up to 8 latents share one ring of evenly spaced hues at lightness 0.5; latents 8.. take a second ring, darker and
+    shifted by half a hue step, so no two colours are closer than half a hue step or one lightness step.
+
+    Returns:
+        float32 `[n, 3]` RGB in [0, 1].
+    """
+    if n < 1:
+        raise ValueError(f"palette size must be >= 1, got {n}")
+    rings = [min(n, 8)] + ([n - 8] if n > 8 else [])
+    colours = []
+    for ring, m in enumerate(rings):
+        stride = next(s for s in (3, 5, 7, 1) if s < m and np.gcd(s, m) == 1) if m > 2 else 1
+        for i in range(m):
+            hue = ((i * stride) % m + 0.5 * ring) / m
+            colours.append(colorsys.hls_to_rgb(hue % 1.0, LATENT_LIGHTNESS[ring], LATENT_SATURATION))
+    return np.array(colours, dtype=np.float32)
 
 
 def check_probabilities(maps: np.ndarray, axis: int = 1, atol: float = 1e-3) -> None:
