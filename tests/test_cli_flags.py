@@ -55,6 +55,7 @@ RUN_FLAGS = {
     "ganformer-default", "baseline",  # presets (test_preset_flags_choose_the_preset below)
     "cpu-replicas",  # test_training_processes (two replicas)
     "xla-cache",  # sets TF_XLA_FLAGS before TensorFlow starts (test_xla_cache)
+    "cluster-timeout",  # the multi-worker start-up deadline (test_reliability_cluster)
 }
 
 
