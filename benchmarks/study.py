@@ -1,21 +1,27 @@
-"""Train several models on one dataset under an equal budget and compare them (FID and FG-ARI along the way).
+"""Train several models on one dataset under an equal budget and compare them (FID, FG-ARI and locality).
 
-Every model trains through `run_network.py --train` (its own training loop, in a subprocess), with the same
-dataset, resolution, channel cap, batch size, seed, R1 gamma and number of images seen; metrics are evaluated at
-kimg 0 and every `--eval-every` kimg. The outputs go to one folder (default `results/study`):
+Every model trains through `run_network.py --train` (its own training loop, in a subprocess) once per seed of
+`--seeds`, with the same dataset, resolution, channel cap, batch size, R1 gamma and number of images seen; metrics
+are evaluated at kimg 0 and every `--eval-every` kimg: FID for every model, and for attention models also FG-ARI
+(attention vs object regions) and locality (how much of the change from resampling one latent falls in that
+latent's own attention region, as a multiple of chance). The outputs go to one folder (default `results/study`):
 
-    study.json   per model: kimg, images seen, training seconds, wall seconds, FID (and FG-ARI) at every evaluation,
-                 parameter counts; the options; the segmenter's own score on rendered scenes
-    fid.png      FID vs kimg, FID vs training time, FG-ARI vs kimg
-    samples/     final samples of every model (latents from the same seed), the real images
-    maps/        GANformer attention maps (image | map | blend) at every evaluation
+    study.json   per model and evaluation: the mean and min-max over seeds of FID, FG-ARI and locality (plus the
+                 per-seed values), images seen, training seconds; per-seed run records, wall seconds, parameter
+                 counts; the options; the segmenter's own FG-ARI on rendered scenes (the ceiling of FG-ARI)
+    fid.png      FID vs kimg, FID vs training time, FG-ARI vs kimg, locality vs kimg (mean, min-max band)
+    samples/     final samples of every run (latents from its seed), the real images
+    maps/        attention maps (image | hard map | blend | soft map) of every attention run at every evaluation
     study.html   all of it on one page
-    runs/        the training runs (checkpoints, logs, snapshots); <model>.log is each run's console output
+    runs/        the training runs (checkpoints, logs, snapshots); <run>.log is each run's console output
 
-Re-running the same command continues unfinished models and keeps finished ones; a stop or kill loses at most one
-evaluation interval (checkpoints are written at every evaluation).
+A run is one model trained with one seed, named after the model (`runs/<model>-000`) when the study has a single
+seed and `<model>-s<seed>` (`runs/<model>-s<seed>-000`) when it has several. Re-running the same command continues
+unfinished runs and keeps finished ones; a stop or kill loses at most one evaluation interval (checkpoints are
+written at every evaluation).
 
     python benchmarks/study.py                                   # the default study: shapes 32x32, ganformer vs stylegan2
+    python benchmarks/study.py --seeds 1000,1001,1002 --parallel 2   # the same with three seeds: mean and min-max bands
     python benchmarks/study.py --models ganformer,stylegan2,kgan --dataset clevr --resolution 64 --gpus 0,1
     python benchmarks/study.py --models ganformer,ganformer@ada --shapes-images 1000 --data-dir datasets-1k
 """
@@ -59,6 +65,23 @@ ATTENTION_MODELS = ("ganformer", "ganformer-ffhq")
 # `NAME@AUG` trains model NAME with `--aug AUG` (e.g. ganformer@ada next to ganformer on a small dataset).
 AUG_VARIANTS = ("noaug", "ada", "diffaugment")
 ARI_METRIC = "fg_ari500"  # FG-ARI on 500 generated images (attention models only)
+LOCALITY_METRIC = "locality200"  # locality on 200 generated images (attention models only)
+MAX_SEED = 2 ** 32 - 1  # the largest --seed of run_network.py (np.random.RandomState's range)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training run of the study: a model trained with one seed.
+
+    Attributes:
+        name: The run's name: its `--expname` (folder `runs/<name>-000`) and log `runs/<name>.log`.
+        model: The model name (`NAME` or `NAME@AUG`).
+        seed: Its `--seed`.
+    """
+
+    name: str
+    model: str
+    seed: int
 
 
 @dataclass
@@ -76,7 +99,7 @@ class StudyOptions:
     batch_size: int = 16
     batch_gpu: Optional[int] = None
     gamma: float = 0.0128
-    seed: int = 1000
+    seeds: list[int] = field(default_factory=lambda: [1000])
     xla: bool = True
     gpus: Optional[str] = None
     shapes_images: int = 5000
@@ -100,14 +123,16 @@ def parse_args(argv: Optional[list[str]] = None) -> tuple[StudyOptions, str, int
     p.add_argument("--batch-gpu", type=int, default=None, help="per-replica micro-batch (default: --batch-size)")
     p.add_argument("--gamma", type=gamma_value, default="auto",
                    help="R1 weight, the same for every model; auto: StyleGAN2-ADA's 0.0002 * resolution^2 / batch")
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--seeds", default=None, help="comma list of seeds; every model trains once per seed "
+                   f"(default {d.seeds[0]}), e.g. 1000,1001,1002")
+    p.add_argument("--seed", type=int, default=None, help="a single seed: the same as --seeds N")
     p.add_argument("--xla", choices=["true", "false"], default="true",
                    help="compile the training steps with XLA (slower start, faster steps: worth it past a few kimg)")
     p.add_argument("--gpus", default=None, help="e.g. 0,1 (passed to run_network.py)")
     p.add_argument("--shapes-images", type=int, default=d.shapes_images, help="images to render for shapes")
     p.add_argument("--run-args", default="", help="extra run_network.py flags for every model, e.g. --run-args=--eager")
     p.add_argument("--parallel", type=int, default=1,
-                   help="models trained at the same time (e.g. one per GPU); not part of the study's identity")
+                   help="runs trained at the same time (e.g. one per GPU); not part of the study's identity")
     p.add_argument("--result-dir", default=os.path.join("results", "study"))
     a = p.parse_args(argv)
     if a.parallel < 1:
@@ -117,10 +142,28 @@ def parse_args(argv: Optional[list[str]] = None) -> tuple[StudyOptions, str, int
                         models=[m.strip() for m in a.models.split(",") if m.strip()], kimg=a.kimg,
                         eval_every=a.eval_every, fid_images=a.fid_images,
                         channel_max=a.channel_max, batch_size=a.batch_size, batch_gpu=a.batch_gpu, gamma=gamma,
-                        seed=a.seed, xla=a.xla == "true", gpus=a.gpus, shapes_images=a.shapes_images,
-                        run_args=a.run_args)
+                        seeds=parse_seeds(a.seed, a.seeds), xla=a.xla == "true", gpus=a.gpus,
+                        shapes_images=a.shapes_images, run_args=a.run_args)
     validate(opts)
     return opts, a.result_dir, a.parallel
+
+
+def parse_seeds(seed: Optional[int], seeds: Optional[str]) -> list[int]:
+    """The study's seeds from `--seed N` (one seed) or `--seeds A,B,...`; one-line UserErrors naming the flag."""
+    if seed is not None and seeds is not None:
+        raise UserError(f"--seed {seed} and --seeds {seeds}: give one of them (--seed N is the same as --seeds N)")
+    if seeds is None:
+        out, flag = [StudyOptions().seeds[0] if seed is None else seed], f"--seed {seed}"
+    else:
+        try:
+            out, flag = [int(s) for s in seeds.split(",") if s.strip()], f"--seeds {seeds}"
+        except ValueError:
+            out, flag = [], f"--seeds {seeds}"
+        if not out:
+            raise UserError(f"{flag}: give a comma list of integers, e.g. --seeds 1000,1001,1002")
+    if len(set(out)) != len(out) or not all(0 <= s <= MAX_SEED for s in out):
+        raise UserError(f"{flag}: give distinct seeds in 0..{MAX_SEED}")
+    return out
 
 
 def validate(o: StudyOptions) -> None:
@@ -156,24 +199,37 @@ def is_attention(name: str) -> bool:
     return name.partition("@")[0] in ATTENTION_MODELS
 
 
-def run_flags(o: StudyOptions, model: str, result_dir: str) -> list[str]:
-    """The run_network.py command line of one model."""
-    metrics = "fid" + (f",{ARI_METRIC}" if is_attention(model) else "")
+def study_runs(o: StudyOptions) -> list[Run]:
+    """The study's runs, seed by seed (every model of the first seed, then of the next, ...)."""
+    return [Run(study_report.run_name(m, seed, o.seeds), m, seed) for seed in o.seeds for m in o.models]
+
+
+def find_run(o: StudyOptions, name: str) -> Run:
+    """The run of the study called `name`."""
+    return next(r for r in study_runs(o) if r.name == name)
+
+
+def run_flags(o: StudyOptions, model: str, result_dir: str, seed: Optional[int] = None) -> list[str]:
+    """The run_network.py command line of one run: `model` trained with `seed` (default: the first seed)."""
+    seed = o.seeds[0] if seed is None else seed
+    metrics = "fid" + (f",{ARI_METRIC},{LOCALITY_METRIC}" if is_attention(model) else "")
     flags = ["--train", *model_flags(model), "--dataset", o.dataset, "--data-dir", o.data_dir, "--resolution",
-             str(o.resolution), "--result-dir", os.path.join(result_dir, "runs"), "--expname", model,
+             str(o.resolution), "--result-dir", os.path.join(result_dir, "runs"),
+             "--expname", study_report.run_name(model, seed, o.seeds),
              "--channel-max", str(o.channel_max), "--batch-size", str(o.batch_size),
              "--batch-gpu", str(o.batch_gpu or o.batch_size), "--total-kimg", str(o.kimg),
              "--kimg-per-tick", str(o.eval_every), "--network-snapshot-ticks", "1", "--img-snapshot-ticks", "1",
              "--maps-snapshot-ticks", "1", "--last-snapshots", "0", "--metrics", metrics,
-             "--eval-images-num", str(o.fid_images), "--seed", str(o.seed), "--gamma", str(o.gamma),
+             "--eval-images-num", str(o.fid_images), "--seed", str(seed), "--gamma", str(o.gamma),
              "--xla", "true" if o.xla else "false"]
     if o.gpus:
         flags += ["--gpus", o.gpus]
     return flags + o.run_args.split()
 
 
-def run_dir(result_dir: str, model: str) -> str:
-    return os.path.join(result_dir, "runs", f"{model}-000")
+def run_dir(result_dir: str, name: str) -> str:
+    """The folder of the run called `name`."""
+    return study_report.run_folder(result_dir, name)
 
 
 def evaluated(path: str) -> bool:
@@ -227,11 +283,18 @@ def _check_rendered(path: str, o: StudyOptions) -> None:
 
 
 def load_state(result_dir: str, o: StudyOptions) -> dict:
-    """The study's state (options and per-model wall seconds); refuses a re-run with other options."""
+    """The study's state (options and per-run wall seconds); refuses a re-run with other options.
+
+    A state written before studies had several seeds (`seed: N` in its options) reads as `seeds: [N]`.
+    """
     path = os.path.join(result_dir, "state.json")
     if os.path.isfile(path):
         with open(path, encoding="utf-8") as f:
             state = json.load(f)
+        options = state.get("options")
+        if isinstance(options, dict) and "seed" in options and "seeds" not in options:
+            state["options"] = {**options, "seeds": [options["seed"]]}
+            del state["options"]["seed"]
         if state.get("options") != asdict(o):
             old, new = state.get("options", {}), asdict(o)
             changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
@@ -241,83 +304,89 @@ def load_state(result_dir: str, o: StudyOptions) -> dict:
     return {"options": asdict(o), "wall_seconds": {}}
 
 
-def _launch(o: StudyOptions, model: str, result_dir: str) -> tuple[subprocess.Popen, Any]:
-    """Starts (or resumes) one model's training in a subprocess; returns (process, its open log file)."""
-    log = open(os.path.join(result_dir, "runs", f"{model}.log"), "a", encoding="utf-8")
-    cmd = [sys.executable, os.path.join(ROOT, "run_network.py"), *run_flags(o, model, result_dir)]
+def _launch(o: StudyOptions, name: str, result_dir: str) -> tuple[subprocess.Popen, Any]:
+    """Starts (or resumes) the run called `name` in a subprocess; returns (process, its open log file)."""
+    run = find_run(o, name)
+    log = open(os.path.join(result_dir, "runs", f"{name}.log"), "a", encoding="utf-8")
+    cmd = [sys.executable, os.path.join(ROOT, "run_network.py"), *run_flags(o, run.model, result_dir, run.seed)]
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     log.write(f"\n$ {' '.join(cmd)}\n")
     log.flush()
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log
 
 
-def _failure(model: str, code: int, result_dir: str) -> UserError:
-    log_path = os.path.join(result_dir, "runs", f"{model}.log")
+def _failure(name: str, code: int, result_dir: str) -> UserError:
+    """The one-line error of a run whose process exited with `code` (the last line of its log)."""
+    log_path = os.path.join(result_dir, "runs", f"{name}.log")
     tail = open(log_path, encoding="utf-8", errors="replace").read().strip().splitlines()[-1:]
-    return UserError(f"{model}: run_network.py exited {code} ({tail[0] if tail else 'no output'}); see {log_path}")
+    return UserError(f"{name}: run_network.py exited {code} ({tail[0] if tail else 'no output'}); see {log_path}")
 
 
 def train_models(o: StudyOptions, todo: list[str], result_dir: str, state: dict, bar: tqdm, parallel: int) -> None:
-    """Trains the `todo` models, at most `parallel` at a time, moving the study bar at every evaluation.
+    """Trains the `todo` runs (names, see `study_runs`), at most `parallel` at a time, moving the study bar at every
+    evaluation.
 
-    A model starts only once every running model has recorded an evaluation: the first evaluation computes the real
+    A run starts only once every running run has recorded an evaluation: the first evaluation computes the real
     images' Inception statistics, which the runs share through the metrics cache, so they are computed once.
 
-    Each model's wall seconds (its process's lifetime) are added to `state` and saved when the process ends; on an
+    Each run's wall seconds (its process's lifetime) are added to `state` and saved when the process ends; on an
     exception or Ctrl-C every running process gets SIGTERM (it writes a checkpoint and stops).
     """
+    names = [r.name for r in study_runs(o)]
     queue, running, failure = list(todo), {}, None
-    finished = {m: o.kimg for m in o.models if m not in todo}
+    finished = {n: o.kimg for n in names if n not in todo}
     try:
         while (queue or running) and failure is None:
-            while queue and len(running) < parallel and all(evaluated(run_dir(result_dir, m)) for m in running):
-                model = queue.pop(0)
-                running[model] = (*_launch(o, model, result_dir), time.time())
+            while queue and len(running) < parallel and all(evaluated(run_dir(result_dir, n)) for n in running):
+                name = queue.pop(0)
+                running[name] = (*_launch(o, name, result_dir), time.time())
             bar.set_postfix_str(",".join(running))
             time.sleep(2.0)
-            for model, (proc, log, start) in list(running.items()):
+            for name, (proc, log, start) in list(running.items()):
                 if proc.poll() is None:
                     continue
                 log.close()
-                del running[model]
-                _add_wall(state, model, start, result_dir)
+                del running[name]
+                _add_wall(state, name, start, result_dir)
                 if proc.returncode != 0:
-                    failure = _failure(model, proc.returncode, result_dir)
-            done = sum(finished.values()) + sum(kimg_done(run_dir(result_dir, m)) for m in o.models
-                                                if m not in finished)
+                    failure = _failure(name, proc.returncode, result_dir)
+            done = sum(finished.values()) + sum(kimg_done(run_dir(result_dir, n)) for n in names
+                                                if n not in finished)
             if done != bar.n:  # the bar moves at every evaluation (the runs' ticks)
                 bar.n = done
                 bar.refresh()
     finally:
-        for model, (proc, log, start) in running.items():
+        for name, (proc, log, start) in running.items():
             proc.terminate()  # SIGTERM: the run writes a checkpoint and stops
             proc.wait()
             log.close()
-            _add_wall(state, model, start, result_dir)
+            _add_wall(state, name, start, result_dir)
     if failure is not None:
         raise failure
 
 
-def _add_wall(state: dict, model: str, start: float, result_dir: str) -> None:
-    state["wall_seconds"][model] = state["wall_seconds"].get(model, 0.0) + time.time() - start
+def _add_wall(state: dict, name: str, start: float, result_dir: str) -> None:
+    """Adds a run's process lifetime to its wall seconds in `state` and saves the state."""
+    state["wall_seconds"][name] = state["wall_seconds"].get(name, 0.0) + time.time() - start
     write_json_atomic(os.path.join(result_dir, "state.json"), state)
 
 
 def run_study(o: StudyOptions, result_dir: str, parallel: int = 1) -> dict:
-    """Trains every model that has not finished (`parallel` at a time), then writes the report; returns study.json's
+    """Trains every run that has not finished (`parallel` at a time), then writes the report; returns study.json's
     content."""
     os.makedirs(os.path.join(result_dir, "runs"), exist_ok=True)
     state = load_state(result_dir, o)
     write_json_atomic(os.path.join(result_dir, "state.json"), state)
     prepare_dataset(o)
-    todo = [m for m in o.models if not os.path.isfile(os.path.join(run_dir(result_dir, m), "_finished.txt"))]
-    with tqdm(total=o.kimg * len(o.models), unit="kimg", desc="study",
+    runs = study_runs(o)
+    todo = [r.name for r in runs if not os.path.isfile(os.path.join(run_dir(result_dir, r.name), "_finished.txt"))]
+    with tqdm(total=o.kimg * len(runs), unit="kimg", desc="study",
               bar_format="{l_bar}{bar}| {n:.2f}/{total:.2f} kimg [{elapsed}<{remaining}] {postfix}") as bar:
         train_models(o, todo, result_dir, state, bar, parallel)
         bar.n = bar.total
         bar.refresh()
     return study_report.write_report(result_dir, asdict(o), state["wall_seconds"],
-                                     tuple(m for m in o.models if is_attention(m)), ARI_METRIC)
+                                     tuple(m for m in o.models if is_attention(m)), ARI_METRIC, LOCALITY_METRIC)
 
 
 def _interrupt(signum: int, frame: Any) -> None:

@@ -1,7 +1,10 @@
-"""The study's outputs: `study.json`, `fid.png`, sample and attention-map grids, and `study.html`.
+"""The study's outputs: `study.json`, sample and attention-map grids, and `study.html` (`fid.png`, the bands over
+seeds and the Markdown table are `benchmarks.study_bands`).
 
 Everything is read back from the training runs (`metric-*.jsonl`, `stats.jsonl`, `network-final.pkl`,
-`visuals/maps/`), so the report always agrees with what the runs recorded.
+`visuals/maps/`), so the report always agrees with what the runs recorded. A run is one model trained with one
+seed; `run_name` names it, and its samples and map grids are named after it (`samples/<run>.png`,
+`maps/<run>-<kimg>.png`).
 """
 
 from __future__ import annotations
@@ -15,9 +18,21 @@ from typing import Any, Optional
 
 import numpy as np
 
-from dnnlib.util import atomic_file, write_atomic, write_json_atomic
+from benchmarks import study_bands
+from benchmarks.study_bands import summary_table  # noqa: F401 (the table printed by study.py)
+from dnnlib.util import write_atomic, write_json_atomic
 
-SAMPLES = 32  # final samples per model (4 rows of 8)
+SAMPLES = 32  # final samples per run (4 rows of 8)
+
+
+def run_name(model: str, seed: int, seeds: list[int]) -> str:
+    """A run's name (its `--expname`): the model's name when the study has one seed, else `<model>-s<seed>`."""
+    return model if len(seeds) == 1 else f"{model}-s{seed}"
+
+
+def run_folder(result_dir: str, name: str) -> str:
+    """The training folder of the run called `name` (`runs/<name>-000`)."""
+    return os.path.join(result_dir, "runs", f"{name}-000")
 
 
 def _jsonl(path: str) -> list[dict]:
@@ -48,10 +63,11 @@ def train_seconds_at(run: str) -> dict[float, float]:
     return out
 
 
-def model_record(run: str, batch_size: int, ari_metric: str) -> dict[str, Any]:
-    """One model's evaluations and costs from its run folder (`ari_metric`: the FG-ARI metric's name)."""
+def run_record(run: str, batch_size: int, ari_metric: str, locality_metric: str) -> dict[str, Any]:
+    """One run's evaluations and costs from its folder (`ari_metric`, `locality_metric`: the metrics' names)."""
     fid = _by_kimg(_jsonl(os.path.join(run, "metric-fid.jsonl")))
     ari = _by_kimg(_jsonl(os.path.join(run, f"metric-{ari_metric}.jsonl")))
+    loc = _by_kimg(_jsonl(os.path.join(run, f"metric-{locality_metric}.jsonl")))
     seconds = train_seconds_at(run)
     evals = []
     for kimg in sorted(fid):
@@ -61,6 +77,11 @@ def model_record(run: str, batch_size: int, ari_metric: str) -> dict[str, Any]:
         if kimg in ari:
             row["fg_ari"] = ari[kimg]["value"]
             row["fg_ari_num_scored"] = ari[kimg]["results"].get("num_scored")
+        if kimg in loc:
+            results = loc[kimg].get("results", {})
+            row["locality"] = loc[kimg]["value"]
+            row.update({f"locality_{key}": results.get(key) for key in ("share", "change")})
+            row.update({key: results.get(key) for key in ("entropy_last", "latents_used_last")})
         evals.append(row)
     return {"run_dir": run, "batch_size": batch_size, "evaluations": evals,
             "finished": os.path.isfile(os.path.join(run, "_finished.txt"))}
@@ -90,91 +111,58 @@ def real_samples(dataset_dir: str, out_png: str, seed: int) -> int:
     return int(dataset.num_images)
 
 
-def copy_maps(run: str, model: str, out_dir: str) -> list[str]:
-    """Copies the run's attention-map grids (one per evaluation) as `maps/<model>-<kimg label>.png`."""
-    names = []
+def copy_maps(run: str, name: str, out_dir: str) -> list[str]:
+    """Copies the run's attention-map grids (one per evaluation) as `maps/<run name>-<kimg label>.png`."""
+    copied = []
     for path in sorted(glob.glob(os.path.join(run, "visuals", "maps", "*.png"))):
-        name = f"{model}-{os.path.basename(path)}"
-        shutil.copyfile(path, os.path.join(out_dir, name))
-        names.append(f"maps/{name}")
-    return names
+        target = f"{name}-{os.path.basename(path)}"
+        shutil.copyfile(path, os.path.join(out_dir, target))
+        copied.append(f"maps/{target}")
+    return copied
 
 
-def plot(summary: dict, out_png: str) -> None:
-    """FID vs kimg, FID vs training time (and FG-ARI vs kimg when any model has it), one line per model."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    models = summary["models"]
-    has_ari = any("fg_ari" in e for m in models.values() for e in m["evaluations"])
-    fig, axes = plt.subplots(1, 3 if has_ari else 2, figsize=(13 if has_ari else 9, 3.6))
-    for name, rec in models.items():
-        ev = rec["evaluations"]
-        axes[0].plot([e["kimg"] for e in ev], [e["fid"] for e in ev], "o-", label=name)
-        timed = [e for e in ev if e["train_seconds"] is not None]
-        axes[1].plot([e["train_seconds"] / 60 for e in timed], [e["fid"] for e in timed], "o-", label=name)
-        if has_ari and any("fg_ari" in e for e in ev):
-            axes[2].plot([e["kimg"] for e in ev if "fg_ari" in e], [e["fg_ari"] for e in ev if "fg_ari" in e],
-                         "o-", label=name)
-    fid_n = summary["options"]["fid_images"]
-    axes[0].set(xlabel="kimg (thousands of real images shown)", ylabel=f"FID ({fid_n} images)", title="FID vs kimg")
-    axes[1].set(xlabel="training minutes (evaluations excluded)", ylabel="FID", title="FID vs training time")
-    if has_ari:
-        axes[2].set(xlabel="kimg", ylabel="FG-ARI", title="attention vs objects (FG-ARI)")
-        axes[2].axhline(0.0, color="grey", lw=0.5)
-    for ax in axes:
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    with atomic_file(out_png) as f:
-        fig.savefig(f, format="png", dpi=90)
-    plt.close(fig)
+def _run_outputs(result_dir: str, options: dict, model: str, seed: int, wall_seconds: dict, attention: bool,
+                 metrics: tuple[str, str]) -> dict[str, Any]:
+    """One run's record (`run_record`) with its name, seed, wall seconds, final samples and copied map grids."""
+    name = run_name(model, seed, options["seeds"])
+    run = run_folder(result_dir, name)
+    rec = {"name": name, "seed": seed, **run_record(run, options["batch_size"], *metrics)}
+    rec["wall_seconds"] = round(float(wall_seconds.get(name, 0.0)), 1)
+    if rec["finished"]:
+        rec["parameters"] = final_samples(run, os.path.join(result_dir, "samples", f"{name}.png"), seed)
+        rec["samples"] = f"samples/{name}.png"
+    rec["maps"] = copy_maps(run, name, os.path.join(result_dir, "maps")) if attention else []
+    return rec
 
 
 def write_report(result_dir: str, options: dict, wall_seconds: dict, attention_models: tuple,
-                 ari_metric: str) -> dict:
-    """Writes study.json, fid.png, samples/, maps/ and study.html; returns the study.json content."""
+                 ari_metric: str, locality_metric: str = "locality200") -> dict:
+    """Writes study.json, fid.png, samples/, maps/ and study.html; returns the study.json content.
+
+    Args:
+        result_dir: The study's folder (runs in `runs/`).
+        options: The study's options (`study.StudyOptions` as a dict, with `models` and `seeds`).
+        wall_seconds: Wall seconds by run name.
+        attention_models: The models with attention maps (FG-ARI, locality and map grids).
+        ari_metric, locality_metric: The names of the FG-ARI and locality metrics the runs evaluated.
+    """
     for sub in ("samples", "maps"):
         os.makedirs(os.path.join(result_dir, sub), exist_ok=True)
     summary: dict[str, Any] = {"options": options, "models": {}}
     for model in options["models"]:
-        run = os.path.join(result_dir, "runs", f"{model}-000")
-        rec = model_record(run, options["batch_size"], ari_metric)
-        rec["wall_seconds"] = round(float(wall_seconds.get(model, 0.0)), 1)
-        if rec["finished"]:
-            rec["parameters"] = final_samples(run, os.path.join(result_dir, "samples", f"{model}.png"),
-                                              options["seed"])
-            rec["samples"] = f"samples/{model}.png"
-        rec["maps"] = copy_maps(run, model, os.path.join(result_dir, "maps")) if model in attention_models else []
-        summary["models"][model] = rec
+        runs = [_run_outputs(result_dir, options, model, seed, wall_seconds, model in attention_models,
+                             (ari_metric, locality_metric)) for seed in options["seeds"]]
+        summary["models"][model] = study_bands.model_summary(runs)
     summary["dataset_images"] = real_samples(os.path.join(options["data_dir"], options["dataset"]),
-                                             os.path.join(result_dir, "samples", "reals.png"), options["seed"])
+                                             os.path.join(result_dir, "samples", "reals.png"), options["seeds"][0])
     if any("fg_ari" in e for m in summary["models"].values() for e in m["evaluations"]):
         from metrics.fg_ari import segmenter_ari
         if options["dataset"] == "shapes":
             summary["segmenter_vs_renderer"] = segmenter_ari(num_images=1000, resolution=options["resolution"])
-    plot(summary, os.path.join(result_dir, "fid.png"))
+    study_bands.plot(summary, os.path.join(result_dir, "fid.png"))
     write_json_atomic(os.path.join(result_dir, "study.json"), summary)
     write_atomic(os.path.join(result_dir, "study.html"), render_html(summary))
     return summary
-
-
-def summary_table(summary: dict) -> str:
-    """A Markdown table: FID (and FG-ARI) of every model at every evaluation, plus time."""
-    models = summary["models"]
-    kimgs = sorted({e["kimg"] for m in models.values() for e in m["evaluations"]})
-    head = "| model | " + " | ".join(f"{k:g} kimg" for k in kimgs) + " | training min | wall min |"
-    lines = [head, "|" + "---|" * (len(kimgs) + 3)]
-    for name, rec in models.items():
-        by = {e["kimg"]: e for e in rec["evaluations"]}
-        cells = []
-        for k in kimgs:
-            e = by.get(k)
-            cells.append("–" if e is None else f"{e['fid']:.1f}" + (f" / {e['fg_ari']:.2f}" if "fg_ari" in e else ""))
-        train = rec["evaluations"][-1]["train_seconds"] if rec["evaluations"] else None
-        train_cell = "–" if train is None else f"{train / 60:.1f}"
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {train_cell} | {rec['wall_seconds'] / 60:.1f} |")
-    return "\n".join(lines) + "\n\nCells: FID (FID / FG-ARI for attention models)."
 
 
 def _img(src: str, alt: str, width: Optional[int] = None) -> str:
@@ -182,26 +170,39 @@ def _img(src: str, alt: str, width: Optional[int] = None) -> str:
     return f'<img src="{html.escape(src)}" alt="{html.escape(alt)}"{w} style="image-rendering:pixelated">'
 
 
-def render_html(summary: dict) -> str:
-    """A self-contained page (relative links) showing the table, the plot, samples and attention maps."""
-    o = summary["options"]
+def _html_table(summary: dict) -> str:
+    """The Markdown table of `summary_table` as an html table."""
     table_md = summary_table(summary).split("\n\n")[0].splitlines()
     rows = [r.strip("|").split("|") for r in table_md if not r.startswith("|---")]
-    table = "<table border=1 cellpadding=4>" + "".join(
+    return "<table border=1 cellpadding=4>" + "".join(
         "<tr>" + "".join(f"<{'th' if i == 0 else 'td'}>{html.escape(c.strip())}</{'th' if i == 0 else 'td'}>"
                          for c in row) + "</tr>" for i, row in enumerate(rows)) + "</table>"
+
+
+def _run_label(rec: dict, seeds: list[int]) -> str:
+    return rec["name"] if len(seeds) == 1 else f"{rec['name']} (seed {rec['seed']})"
+
+
+def render_html(summary: dict) -> str:
+    """A self-contained page (relative links) showing the table, the plot, samples and attention maps of every run."""
+    o = summary["options"]
+    seeds = o["seeds"]
+    seed_text = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {', '.join(map(str, seeds))}"
+    caption = summary_table(summary).split("\n\n", 1)[1]
     parts = [f"<h1>Study: {html.escape(', '.join(o['models']))} on {html.escape(o['dataset'])} "
              f"{o['resolution']}×{o['resolution']}</h1>",
-             f"<p>{o['kimg']:g} kimg per model, batch {o['batch_size']}, channels ≤ {o['channel_max']}, "
-             f"R1 γ {o['gamma']:g}, seed {o['seed']}, FID on {o['fid_images']} images every {o['eval_every']:g} "
-             "kimg. Cells: FID, or FID / FG-ARI.</p>", table, _img("fid.png", "FID curves"),
+             f"<p>{o['kimg']:g} kimg per run, batch {o['batch_size']}, channels ≤ {o['channel_max']}, "
+             f"R1 γ {o['gamma']:g}, {seed_text}, FID on {o['fid_images']} images every {o['eval_every']:g} "
+             "kimg.</p>", _html_table(summary), f"<p>{html.escape(caption)}</p>", _img("fid.png", "FID curves"),
              "<h2>Final samples (ψ = 1)</h2><p>reals:<br>" + _img("samples/reals.png", "reals", 512) + "</p>"]
-    for name, rec in summary["models"].items():
+    for rec in (r for m in summary["models"].values() for r in m["runs"]):
         if rec.get("samples"):
-            parts.append(f"<p>{html.escape(name)}:<br>{_img(rec['samples'], name, 512)}</p>")
-    for name, rec in summary["models"].items():
+            label = _run_label(rec, seeds)
+            parts.append(f"<p>{html.escape(label)}:<br>{_img(rec['samples'], label, 512)}</p>")
+    for rec in (r for m in summary["models"].values() for r in m["runs"]):
         if rec["maps"]:
-            parts.append(f"<h2>{html.escape(name)}: attention maps (image | map | blend, one colour per latent)</h2>")
+            parts.append(f"<h2>{html.escape(_run_label(rec, seeds))}: attention maps (image | hard map | blend | "
+                         "soft map, one colour per latent)</h2>")
             parts += [f"<p>{html.escape(os.path.basename(m))}<br>{_img(m, m, 576)}</p>" for m in rec["maps"]]
     seg = summary.get("segmenter_vs_renderer")
     if seg:
