@@ -159,7 +159,7 @@ def test_not_enough_free_space_is_refused_up_front(tmp_path, capsys, monkeypatch
     make_images(tmp_path / "imgs", 2)
     monkeypatch.setattr(convert, "_free_bytes", lambda folder: 100)
     status, _, msgs = run_cli(capsys, *_custom(tmp_path, tmp_path / "imgs"))
-    assert status == 2 and "only 0.0 GiB are free" in msgs[-1]
+    assert status == 2 and "only 100 B are free" in msgs[-1]
     assert_nothing_written(tmp_path / "ds", "mine")
 
 
