@@ -104,32 +104,33 @@ def plot(summary: dict, out_png: str) -> None:
         for ax, key in zip(axes[2:], extra):
             _band(ax, ev, key, name)
     seeds = summary["options"]["seeds"]
-    spread = f" (mean, min-max over {len(seeds)} seeds)" if len(seeds) > 1 else ""
     axes[0].set(xlabel="kimg (thousands of real images shown)", ylabel=f"FID ({summary['options']['fid_images']} "
-                "images)", title="FID vs kimg" + spread)
-    axes[1].set(xlabel="training minutes (evaluations excluded)", ylabel="FID",
-                title="FID vs training time" + (" (mean)" if spread else ""))
+                "images)", title="FID vs kimg")
+    axes[1].set(xlabel="training minutes (evaluations excluded)", ylabel="FID", title="FID vs training time")
     for ax, key in zip(axes[2:], extra):
-        _decorate(ax, key, summary, spread)
+        _decorate(ax, key, summary)
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+    if len(seeds) > 1:
+        fig.suptitle(f"lines: mean over the seeds {', '.join(map(str, seeds))}; shaded: min-max over them",
+                     fontsize=10)
     fig.tight_layout()
     with atomic_file(out_png) as f:
         fig.savefig(f, format="png", dpi=90)
     plt.close(fig)
 
 
-def _decorate(ax: Any, key: str, summary: dict, spread: str) -> None:
+def _decorate(ax: Any, key: str, summary: dict) -> None:
     """Labels of the FG-ARI or locality panel, with its reference lines (chance; the segmenter's ceiling)."""
     if key == "fg_ari":
-        ax.set(xlabel="kimg", ylabel="FG-ARI", title="attention vs objects (FG-ARI)" + spread)
+        ax.set(xlabel="kimg", ylabel="FG-ARI", title="attention vs objects (FG-ARI)")
         ax.axhline(0.0, color="grey", lw=0.5)
         ceiling = fg_ari_ceiling(summary)
         if ceiling is not None:
             ax.axhline(ceiling, color="grey", ls="--", lw=1, label=f"segmenter ceiling {ceiling:.2f}")
     else:
-        ax.set(xlabel="kimg", ylabel="locality (× chance)", title="locality: change inside own region" + spread)
+        ax.set(xlabel="kimg", ylabel="locality (× chance)", title="locality: change inside own region")
         ax.axhline(1.0, color="grey", ls="--", lw=1, label="chance")
 
 
