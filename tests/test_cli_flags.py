@@ -31,7 +31,7 @@ TRAINING_VALUES = {
     "batch-size": "8", "batch-gpu": "2", "total-kimg": "12", "gamma": "3", "clip": "1.5", "g-lr": "0.001",
     "d-lr": "0.003", "g-loss": "hinge", "d-loss": "wgan", "d-reg": "gp", "pl-weight": "2", "ema-kimg": "5",
     "ema-rampup": "0.1", "kimg-per-tick": "2", "max-ticks": "3", "metrics": "fid,kid", "eval-images-num": "99",
-    "summarize": "false", "keep-samples": "false", "img-snapshot-ticks": "5", "network-snapshot-ticks": "6",
+    "summarize": "false", "keep-samples": "false", "attention-stats": "false", "img-snapshot-ticks": "5", "network-snapshot-ticks": "6",
     "maps-snapshot-ticks": "7", "seed": "3", "deterministic": "true", "xla": "false", "eager": "true",
     "last-snapshots": "2", "pretrained-pkl": "x.pkl", "train-images-num": "10", "mirror-augment": "true",
     "ratio": "0.5", "num-threads": "2", "cache-dir": "/tmp/cache", "gpus": "0,1",

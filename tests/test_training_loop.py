@@ -35,7 +35,7 @@ def _trainer(run_dir, data_dir, preset="ganformer-ffhq", strategy=None, **train_
     g, d = configs_from_options(options, ds.resolution)
     kw = dict(run_dir=run_dir, dataset="shapes", batch_size=4, batch_gpu=4, total_kimg=0.016, kimg_per_tick=0.008,
               img_snapshot_ticks=1, network_snapshot_ticks=1, maps_snapshot_ticks=1, metrics=[], eager=True,
-              summarize=False, seed=7)
+              summarize=False, seed=7, attention_stats=False)
     kw.update(train_kw)
     os.makedirs(run_dir, exist_ok=True)
     return Trainer(TrainingOptions(**kw), g, d, ds, strategy=strategy)
@@ -51,7 +51,8 @@ def _weights(trainer):
 def test_cli_run_writes_every_artefact(data_dir, tmp_path):
     from run_network import main
     main(["--train", "--ganformer-default", "--dataset", "shapes", "--data-dir", data_dir, "--result-dir",
-          str(tmp_path), "--total-kimg", "0.016", "--eager", *TINY_FLAGS, "--metrics", "fg_ari",
+          str(tmp_path), "--total-kimg", "0.016", "--eager", *TINY_FLAGS, "--metrics", "fg_ari", "--attention-stats",
+          "true",
           "--eval-images-num", "8"])
     run = os.path.join(str(tmp_path), "exp-000")
     for name in ("log.txt", "stats.jsonl", "reals.png", "training_options.json", "network-final.pkl",
@@ -85,12 +86,13 @@ def test_cli_run_writes_every_artefact(data_dir, tmp_path):
 @pytest.mark.parametrize("pl_weight", [0.0, 2.0])
 def test_exact_resume_is_bit_identical(data_dir, tmp_path, pl_weight):
     """With path-length regularization too (its phase runs at minibatches 0 and 4, before and after the resume)."""
-    straight = _trainer(str(tmp_path / "a"), data_dir, total_kimg=0.032, pl_weight=pl_weight)
+    straight = _trainer(str(tmp_path / "a"), data_dir, total_kimg=0.032, pl_weight=pl_weight, attention_stats=True)
     straight.run()
-    first = _trainer(str(tmp_path / "b"), data_dir, total_kimg=0.032, max_ticks=2, pl_weight=pl_weight)
+    first = _trainer(str(tmp_path / "b"), data_dir, total_kimg=0.032, max_ticks=2, pl_weight=pl_weight,
+                     attention_stats=True)
     first.run()
     assert first.progress.kimg == pytest.approx(0.016)
-    resumed = _trainer(str(tmp_path / "b"), data_dir, total_kimg=0.032, pl_weight=pl_weight)
+    resumed = _trainer(str(tmp_path / "b"), data_dir, total_kimg=0.032, pl_weight=pl_weight, attention_stats=True)
     resumed.run()
     assert resumed.progress.kimg == pytest.approx(0.032)
     a, b = _weights(straight), _weights(resumed)

@@ -13,7 +13,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_FLAGS = ["--resolution", "16", "--channel-max", "16", "--components-num", "2", "--latent-size", "16",
               "--batch-size", "4", "--batch-gpu", "4", "--kimg-per-tick", "0.008", "--metrics", "none",
               "--summarize", "true", "--img-snapshot-ticks", "1", "--maps-snapshot-ticks", "1",
-              "--network-snapshot-ticks", "1"]
+              "--network-snapshot-ticks", "1", "--attention-stats", "false"]
 
 
 def make_shapes(data_dir: str, count: int = 32, resolution: int = 16) -> str:

@@ -174,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(lg, "--summarize", bool, default=True, help="TensorBoard summaries")
     _flag(lg, "--keep-samples", bool, default=True,
           help="keep every sample/map grid in visuals/ (false: only the newest of each)")
+    _flag(lg, "--attention-stats", bool, default=True,
+          help="log attention diagnostics of G and Gs (entropy, logit spread, latents used, locality) on the ticks "
+               "that draw maps; costs k + 1 synthesis passes of 8 images per network")
     _flag(lg, "--img-snapshot-ticks", int, default=3)
     _flag(lg, "--network-snapshot-ticks", int, default=3)
     _flag(lg, "--maps-snapshot-ticks", int, default=3)

@@ -103,7 +103,7 @@ def training_options(args: argparse.Namespace, dataset: Any, run_dir: str) -> Tr
         network_snapshot_ticks=args.network_snapshot_ticks, maps_snapshot_ticks=args.maps_snapshot_ticks,
         last_snapshots=args.last_snapshots, metrics=metrics, eval_images_num=args.eval_images_num, seed=args.seed,
         deterministic=args.deterministic, xla=args.xla, eager=args.eager, summarize=args.summarize,
-        keep_samples=args.keep_samples, pretrained_pkl=args.pretrained_pkl, max_ticks=args.max_ticks,
+        keep_samples=args.keep_samples, attention_stats=args.attention_stats, pretrained_pkl=args.pretrained_pkl, max_ticks=args.max_ticks,
         num_threads=args.num_threads, gpus=parse_gpus(args.gpus), cache_dir=args.cache_dir,
         precision=args.precision, num_fp16_res=args.num_fp16_res, conv_clamp=args.conv_clamp,
         **augment_options(args))

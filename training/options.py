@@ -91,6 +91,7 @@ class TrainingOptions:
     gpus: Optional[list[int]] = invocation_field(None)
     summarize: bool = True
     keep_samples: bool = True
+    attention_stats: bool = True  # log metrics.attention_stats of G and Gs on the ticks that draw maps
     num_threads: int = 4
     grid_size: tuple[int, int] = (8, 4)
     pretrained_pkl: Optional[str] = invocation_field(None)

@@ -262,8 +262,9 @@ class Trainer:
 
     def attention_stats(self) -> dict[str, float]:
         """`Attention/<G|Gs>/...` diagnostics (`metrics.attention_stats.summarize`) of both generators on fixed
-        latents; empty without attention or off the chief. Logged on the ticks that draw attention maps."""
-        if not self.chief or not self.G.cfg.transformer:
+        latents; empty without attention, off the chief or with `--attention-stats false`. Logged on the ticks that
+        draw attention maps."""
+        if not self.chief or not self.G.cfg.transformer or not self.opts.attention_stats:
             return {}
         out = {}
         for name, net in (("G", self.G), ("Gs", self.Gs)):
