@@ -223,8 +223,9 @@ class Trainer:
             prog.minibatch.assign_add(1)
             prog.data_batches.assign_add(1)
             prog.cur_nimg.assign_add(opts.batch_size)
-            bar.update(opts.batch_size / 1000.0)
             nimg = int(prog.cur_nimg.numpy())
+            bar.n = min(nimg, total_nimg) / 1000.0  # from the image count: summed floats drift past the total
+            bar.update(0)
             done = nimg >= total_nimg
             if self._stop and not done and nimg < tick_end(tick_start_nimg, tick_len):
                 self.ckpt.save(int(prog.minibatch.numpy()))  # pre-empted mid-tick: state only, resumed exactly
