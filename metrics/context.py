@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple, TypeVar
 
 import numpy as np
 import tensorflow as tf
@@ -21,10 +21,12 @@ from dnnlib import util
 from metrics import images as image_utils
 from metrics.inception import FeatureNet, load_inception
 from metrics.inception_score import InceptionScoreAccumulator
-from metrics.stats import FeatureStats, save_npz_atomic
+from metrics.stats import CacheDamaged, FeatureStats, check_feature_rows, read_npz, save_npz_atomic
+from metrics.vgg16 import FEATURE_DIM as VGG16_FEATURE_DIM
 from metrics.vgg16 import VGG16, load_vgg16
 
 VGG16_PREPROCESSING = "uint8 -> float32 [0,255], area resize to 224x224, ImageNet mean/std, fc7 after ReLU"
+T = TypeVar("T")
 
 
 @dataclass
@@ -50,6 +52,7 @@ class EvalContext:
         mirror: Mirror reals as in training.
         ratio: Content ratio for cropping reals and fakes.
         seed: Seed of fakes and of the real-image sampling.
+        print_fn: Where notes go (a damaged cache file discarded).
         needs: Planned Inception needs per N: (capture rows, class probabilities).
     """
 
@@ -63,6 +66,7 @@ class EvalContext:
     mirror: bool = False
     ratio: float = 1.0
     seed: int = 0
+    print_fn: Callable[[str], None] = print
     needs: Dict[int, Tuple[bool, bool]] = field(default_factory=dict)
     _inception: Optional[FeatureNet] = None
     _vgg: Optional[Tuple[VGG16, str, str]] = None
@@ -129,6 +133,21 @@ class EvalContext:
         return os.path.join(self.cache_dir or util.default_cache_dir(), "metrics",
                             f"{digest}-{kind}-{safe}-{num_images}.npz")
 
+    def _load_cached(self, path: str, load: Callable[[str], T]) -> Optional[T]:
+        """`load(path)` of a real-statistics cache file; None when there is none, or when it is damaged (it is then
+        deleted with a one-line note, and the caller computes and caches the statistics again)."""
+        if not os.path.isfile(path):
+            return None
+        try:
+            return load(path)
+        except CacheDamaged as exc:
+            self.print_fn(f"metrics cache {path}: damaged ({exc}); discarded, computing it again")
+            try:
+                os.remove(path)
+            except FileNotFoundError:
+                pass  # another process discarded it first
+            return None
+
     def real_inception(self, num_images: int, capture: bool = False) -> FeatureStats:
         """Inception statistics of up to `num_images` reals (cached on disk; rows kept when any metric needs them,
         so that FID and KID at the same count share one pass)."""
@@ -136,8 +155,10 @@ class EvalContext:
         net = self.inception()
         path = self.real_stats_path("inception", num_images, dict(net=net.sha256, pre=net.preprocessing,
                                                                   capture=capture))
-        if os.path.isfile(path):
-            return FeatureStats.load(path)
+        cached = self._load_cached(path, lambda p: FeatureStats.load(p, capture, num_images,
+                                                                      getattr(net, "feature_dim", None)))
+        if cached is not None:
+            return cached
         stats = FeatureStats(capture=capture)
         with tqdm(total=num_images, desc=f"reals x{num_images} -> inception", unit="img", leave=False) as bar:
             for batch in self.reals(num_images):
@@ -160,9 +181,9 @@ class EvalContext:
         """VGG16 fc7 features of up to `num_images` reals `[N, 4096]` (cached on disk)."""
         _, _, sha = self.vgg16()
         path = self.real_stats_path("vgg16", num_images, dict(net=sha, pre=VGG16_PREPROCESSING))
-        if os.path.isfile(path):
-            with np.load(path) as data:
-                return data["features"]
+        cached = self._load_cached(path, lambda p: check_feature_rows(read_npz(p), num_images, VGG16_FEATURE_DIM))
+        if cached is not None:
+            return cached
         feats = self._vgg_features(self.reals(num_images), num_images, f"reals x{num_images} -> vgg16")
         save_npz_atomic(path, features=feats)
         return feats

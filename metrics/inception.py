@@ -154,6 +154,11 @@ class FeatureNet:
         self._probs = tf.function(self._probs_impl, jit_compile=False, reduce_retracing=True)
 
     @property
+    def feature_dim(self) -> int:
+        """Width of the pool_3 features (the real statistics cached for this network have it)."""
+        return FEATURE_DIM
+
+    @property
     def has_logits(self) -> bool:
         return self.net.has_logits
 

@@ -98,13 +98,33 @@ def package_file(package: str = FID_HELPER_PACKAGE, file_name: str = FID_HELPER_
 
 def find_in_cache(downloads: Sequence[Download], cache_dir: Optional[str],
                   extra_names: Sequence[str] = ()) -> Optional[str]:
-    """Returns the first cached file for the given downloads (open_url's cache name or the plain file name)."""
+    """Returns the first cached file for the given downloads (open_url's cache name or the plain file name).
+
+    A cached copy of a download with a published sha256 that does not match it is damaged (a torn or overwritten
+    download): it is deleted with a one-line note and skipped, so the next source (or a new download) is used.
+    """
     cache_dir = cache_dir or util.default_cache_dir()
-    candidates: List[str] = []
+    candidates: List[Tuple[str, Optional[str]]] = []
     for d in downloads:
-        candidates += [util.cache_path_for(d.url, cache_dir), os.path.join(cache_dir, d.file_name)]
-    candidates += [os.path.join(cache_dir, n) for n in extra_names]
-    return next((c for c in candidates if os.path.isfile(c)), None)
+        candidates += [(util.cache_path_for(d.url, cache_dir), d.sha256), (os.path.join(cache_dir, d.file_name),
+                                                                           d.sha256)]
+    candidates += [(os.path.join(cache_dir, n), None) for n in extra_names]
+    for path, sha256 in candidates:
+        if os.path.isfile(path) and not (sha256 and _discard_if_damaged(path, sha256)):
+            return path
+    return None
+
+
+def _discard_if_damaged(path: str, sha256: str) -> bool:
+    """Deletes the cached file at `path` (with a note) when its sha256 is not `sha256`; returns whether it did."""
+    if file_sha256(path) == sha256:
+        return False
+    print(f"{path}: cached file does not match its published sha256 (damaged); discarded", flush=True)
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass  # another process discarded it first
+    return True
 
 
 def resolve(what: str, downloads: Sequence[Download], explicit: Optional[str] = None,

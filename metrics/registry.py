@@ -250,7 +250,8 @@ def evaluate(metric_names: Union[str, Sequence[str]], Gs: Any, dataset: Any, num
     metrics = [get_metric(n) for n in names if n]
     if missing_only:
         metrics = [m for m in metrics if not is_recorded(run_dir, m.name, snapshot_name)]
-    ctx = EvalContext(Gs, dataset, batch_size, strategy, inception_path, vgg16_path, cache_dir, mirror, ratio, seed)
+    ctx = EvalContext(Gs, dataset, batch_size, strategy, inception_path, vgg16_path, cache_dir, mirror, ratio, seed,
+                      print_fn=print_fn)
     counts, errors, ready = {}, [], []
     for m in metrics:
         n = m.num_images if m.num_images is not None else num_images

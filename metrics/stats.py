@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from typing import Optional
+from typing import Dict, Optional
 
 import numpy as np
 
@@ -97,18 +97,90 @@ class FeatureStats:
         save_npz_atomic(path, **arrays)
 
     @classmethod
-    def load(cls, path: str) -> "FeatureStats":
-        """Reads statistics written by `save` (restores an equivalent accumulator)."""
-        with np.load(path) as data:
-            stats = cls(capture="features" in data.files)
-            n, mean, cov = int(data["num_items"]), data["mean"], data["cov"]
-            if stats.capture:
-                stats._rows = [data["features"]]
+    def load(cls, path: str, capture: Optional[bool] = None, max_items: Optional[int] = None,
+             dim: Optional[int] = None) -> "FeatureStats":
+        """Reads statistics written by `save` (restores an equivalent accumulator), checking them first.
+
+        Args:
+            path: The `.npz` file.
+            capture: Whether the rows must be there (True) or absent (False); None: either.
+            max_items: The most rows the statistics may describe (the image count they were computed for).
+            dim: The expected feature dimension, or None.
+
+        Raises:
+            CacheDamaged: The file is unreadable, incomplete, of other shapes or counts, or not finite.
+        """
+        data = read_npz(path)
+        check_stats_arrays(data, capture, max_items, dim)
+        n, mean, cov = int(data["num_items"]), data["mean"], data["cov"]
+        stats = cls(capture="features" in data)
+        if stats.capture:
+            stats._rows = [data["features"]]
         stats.num_items, stats.dim = n, mean.shape[0]
         stats._shift = mean
         stats._sum = np.zeros_like(mean)
         stats._sum_sq = cov * (n - 1)
         return stats
+
+
+class CacheDamaged(ValueError):
+    """A cached statistics file that cannot be used: unreadable, incomplete, inconsistent or not finite."""
+
+
+def read_npz(path: str) -> Dict[str, np.ndarray]:
+    """Every array of an `.npz` file (pickled objects refused).
+
+    Raises:
+        CacheDamaged: The file cannot be read as an `.npz` (truncated, overwritten, empty, ...).
+    """
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {name: data[name] for name in data.files}
+    except Exception as exc:  # a damaged zip fails in many ways (BadZipFile, EOFError, ValueError, zlib, struct)
+        raise CacheDamaged(f"not a readable .npz: {type(exc).__name__}") from None
+
+
+def check_stats_arrays(data: Dict[str, np.ndarray], capture: Optional[bool] = None,
+                       max_items: Optional[int] = None, dim: Optional[int] = None) -> None:
+    """Checks the arrays of a `FeatureStats.save` file (see `FeatureStats.load` for the arguments).
+
+    Raises:
+        CacheDamaged: Naming the first problem found.
+    """
+    missing = [k for k in ("mean", "cov", "num_items") if k not in data]
+    if missing or (capture and "features" not in data) or (capture is False and "features" in data):
+        raise CacheDamaged(f"incomplete: holds {', '.join(sorted(data)) or 'nothing'}")
+    mean, cov, count = data["mean"], data["cov"], data["num_items"]
+    if count.shape != () or count.dtype.kind not in "iu" or not 2 <= int(count) <= (max_items or int(count)):
+        raise CacheDamaged(f"image count {count.tolist()} is not in 2..{max_items or 'any'}")
+    d = mean.shape[0] if mean.ndim == 1 else -1
+    if d < 1 or cov.shape != (d, d) or (dim is not None and d != dim):
+        raise CacheDamaged(f"shapes mean {mean.shape}, cov {cov.shape} do not match"
+                           + (f" {dim}-d features" if dim is not None else " each other"))
+    arrays = [mean, cov] + ([data["features"]] if "features" in data else [])
+    if "features" in data and data["features"].shape != (int(count), d):
+        raise CacheDamaged(f"features of shape {data['features'].shape} for {int(count)} images of {d}-d")
+    if any(a.dtype.kind != "f" or not np.isfinite(a).all() for a in arrays):
+        raise CacheDamaged("values are not finite numbers")
+    if not np.allclose(cov, cov.T, rtol=1e-6, atol=1e-9 * max(float(np.abs(cov).max()), 1.0)) or \
+            (np.diag(cov) < 0).any():
+        raise CacheDamaged("covariance is not symmetric with non-negative variances")
+
+
+def check_feature_rows(data: Dict[str, np.ndarray], max_items: int, dim: Optional[int] = None) -> np.ndarray:
+    """The `features` rows of a cached `.npz` (`[N, D]`, 1 <= N <= max_items, finite), checked.
+
+    Raises:
+        CacheDamaged: Missing, of another shape, or not finite.
+    """
+    rows = data.get("features")
+    if rows is None or rows.ndim != 2 or not 1 <= rows.shape[0] <= max_items or \
+            (dim is not None and rows.shape[1] != dim):
+        raise CacheDamaged(f"features of shape {None if rows is None else rows.shape}, expected at most {max_items} "
+                           f"rows of {dim or 'any'}-d")
+    if rows.dtype.kind != "f" or not np.isfinite(rows).all():
+        raise CacheDamaged("values are not finite numbers")
+    return rows
 
 
 def save_npz_atomic(path: str, **arrays: np.ndarray) -> None:
