@@ -10,7 +10,9 @@ and a random sample of the model (target i vs sample i), with the same perceptua
 means of PSNR (dB) and perceptual distance at the start (mean w) and the end of the optimization, the seconds per
 image (wall time of the optimization, tracing included, divided by the images), the machine, date and commit.
 `--figure` writes one PNG: rows of targets, projections, soft attention maps and hard maps over the projections
-(8 real targets), and the latent-swap grid of the first target.
+(8 real targets), and the latent-swap grid of the first target. `--reuse` takes a part whose `projection.json`
+(same model, steps, space and batch size) is already in the output folder instead of running it again (e.g. when the
+two parts ran as separate processes).
 """
 
 from __future__ import annotations
@@ -49,7 +51,22 @@ def _commit() -> str:
                           text=True).stdout.strip()
 
 
+def _reusable(args: argparse.Namespace, out: str) -> dict | None:
+    path = os.path.join(out, "projection.json")
+    if not (args.reuse and os.path.isfile(path)):
+        return None
+    summary = json.load(open(path))
+    s = summary["settings"]
+    same = (s["model"], s["steps"], s["space"], s["batch_size"], len(summary["targets"])) == (
+        args.model, args.steps, args.space, args.batch_size, args.count)
+    return summary if same else None
+
+
 def _project(args: argparse.Namespace, targets: str, out: str, extra: list[str]) -> dict:
+    summary = _reusable(args, out)
+    if summary is not None:
+        print(f"Reusing {out}/projection.json")
+        return summary
     start = time.perf_counter()
     rc = generate.main(["--model", args.model, "--project", targets, "--project-count", str(args.count),
                         "--steps", str(args.steps), "--space", args.space, "--batch-size", str(args.batch_size),
@@ -101,19 +118,21 @@ def main() -> None:
     p.add_argument("--output-dir", required=True)
     p.add_argument("--record", help="write the results as JSON here")
     p.add_argument("--figure", help="write the figure PNG here")
+    p.add_argument("--reuse", action="store_true", help="reuse parts already projected into --output-dir")
     args = p.parse_args()
     real_dir, sample_dir = os.path.join(args.output_dir, "real"), os.path.join(args.output_dir, "samples")
     proj_dir = os.path.join(args.output_dir, "samples-projected")
     real = _project(args, args.real, real_dir, ["--vis-latent-swap"])
-    if generate.main(["--model", args.model, "--seeds", f"0-{args.count - 1}", "--truncation-psi", "1",
-                      "--output-dir", sample_dir, "--no-progress"]) != 0:
+    if _reusable(args, proj_dir) is None and generate.main(
+            ["--model", args.model, "--seeds", f"0-{args.count - 1}", "--truncation-psi", "1", "--output-dir",
+             sample_dir, "--no-progress"]) != 0:
         raise SystemExit("bench_projection: generate.py --seeds failed")
     fake = _project(args, sample_dir, proj_dir, [])
     names = [t["name"] for t in real["targets"]]
     record = {"command": "python " + " ".join(sys.argv), "date": datetime.datetime.now(datetime.timezone.utc)
               .strftime("%Y-%m-%d %H:%M UTC"), "commit": _commit(), "machine": _machine(),
-              "settings": real["settings"], "real": dict(real["mean"], wall_seconds=real["wall_seconds"]),
-              "samples": dict(fake["mean"], wall_seconds=fake["wall_seconds"]),
+              "settings": real["settings"], "real": dict(real["mean"], wall_seconds=real.get("wall_seconds")),
+              "samples": dict(fake["mean"], wall_seconds=fake.get("wall_seconds")),
               "real_vs_random_sample": _yardstick(real_dir, sample_dir, names, _resolution(real_dir, names))}
     print(json.dumps(record, indent=2))
     if args.record:
