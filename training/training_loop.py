@@ -89,6 +89,7 @@ class Trainer:
             self.metrics_fn = functools.partial(metrics_fn, tb_writer=self.log.writer)
         self._stop = False
         self._evaluating = False  # a SIGTERM now interrupts the evaluation (the resumed run redoes it)
+        self._abandoned = False  # an evaluation was stopped by SIGTERM (the run is not finished)
         self._last_reals: Optional[tf.Tensor] = None
         self._restored = False
         self._stopped_on_snapshot = False
@@ -136,7 +137,7 @@ class Trainer:
         try:
             self.metrics_fn(self.Gs, path, kimg, **kwargs)
         except EvaluationInterrupted:
-            pass
+            self._abandoned = True
         finally:
             self._evaluating = False
 
@@ -162,18 +163,22 @@ class Trainer:
         self.steps.trace(*specs)
         self._resume()
         total_nimg = int(opts.total_kimg * 1000)
-        if int(self.progress.cur_nimg.numpy()) >= total_nimg:  # killed between the last checkpoint and the final
-            print(f"Training already reached {self.progress.kimg:.3f} of {opts.total_kimg:g} kimg: writing the final "
-                  f"network only", flush=True)
-        else:
+        reached = int(self.progress.cur_nimg.numpy()) >= total_nimg  # killed after the last checkpoint
+        if not reached:
             self.steps.compile(*specs)
-            previous = signal.signal(signal.SIGTERM, self._on_sigterm) if _main_thread() else None
-            try:
+        previous = signal.signal(signal.SIGTERM, self._on_sigterm) if _main_thread() else None
+        try:
+            if reached:
+                print(f"Training already reached {self.progress.kimg:.3f} of {opts.total_kimg:g} kimg: evaluating "
+                      f"what the last snapshot misses and writing the final network only", flush=True)
+                self._finish_interrupted_metrics()
+            else:
                 self._loop()
-            finally:
-                if previous is not None:
-                    signal.signal(signal.SIGTERM, previous)
-        if self.chief and int(self.progress.cur_nimg.numpy()) >= total_nimg:
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+        # an abandoned evaluation of the last snapshot is done by the rerun, so the run is not finished yet
+        if self.chief and int(self.progress.cur_nimg.numpy()) >= total_nimg and not self._abandoned:
             self.save_snapshot(os.path.join(opts.run_dir, "network-final.pkl"))
             write_atomic(os.path.join(opts.run_dir, "_finished.txt"), "done\n")
 
