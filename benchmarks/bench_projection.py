@@ -1,7 +1,7 @@
 """How well a trained model reconstructs held-out real images by projection, compared with its own samples.
 
 Usage: python benchmarks/bench_projection.py --model RUN/network-final.pkl --real HELDOUT_DATASET [--count 16]
-           [--steps 300] [--space w] [--batch-size 8] --output-dir OUT [--record JSON] [--figure PNG]
+           [--sample-count N] [--steps 300] [--space w] [--batch-size 8] --output-dir OUT [--record JSON] [--figure PNG]
 
 Runs the real command twice: `generate.py --project HELDOUT --project-count N --vis-latent-swap` (real images the
 model never saw), and `generate.py --seeds 0-(N-1) --truncation-psi 1` followed by `generate.py --project` of those
@@ -51,24 +51,24 @@ def _commit() -> str:
                           text=True).stdout.strip()
 
 
-def _reusable(args: argparse.Namespace, out: str) -> dict | None:
+def _reusable(args: argparse.Namespace, out: str, count: int) -> dict | None:
     path = os.path.join(out, "projection.json")
     if not (args.reuse and os.path.isfile(path)):
         return None
     summary = json.load(open(path))
     s = summary["settings"]
     same = (s["model"], s["steps"], s["space"], s["batch_size"], len(summary["targets"])) == (
-        args.model, args.steps, args.space, args.batch_size, args.count)
+        args.model, args.steps, args.space, args.batch_size, count)
     return summary if same else None
 
 
-def _project(args: argparse.Namespace, targets: str, out: str, extra: list[str]) -> dict:
-    summary = _reusable(args, out)
+def _project(args: argparse.Namespace, targets: str, out: str, count: int, extra: list[str]) -> dict:
+    summary = _reusable(args, out, count)
     if summary is not None:
         print(f"Reusing {out}/projection.json")
         return summary
     start = time.perf_counter()
-    rc = generate.main(["--model", args.model, "--project", targets, "--project-count", str(args.count),
+    rc = generate.main(["--model", args.model, "--project", targets, "--project-count", str(count),
                         "--steps", str(args.steps), "--space", args.space, "--batch-size", str(args.batch_size),
                         "--output-dir", out, *extra])
     if rc != 0:
@@ -111,7 +111,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True)
     p.add_argument("--real", required=True, help="held-out images: a dataset or a folder")
-    p.add_argument("--count", type=int, default=16)
+    p.add_argument("--count", type=int, default=16, help="real images")
+    p.add_argument("--sample-count", type=int, help="samples of the model (default: --count)")
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--space", default="w")
     p.add_argument("--batch-size", type=int, default=8)
@@ -122,17 +123,19 @@ def main() -> None:
     args = p.parse_args()
     real_dir, sample_dir = os.path.join(args.output_dir, "real"), os.path.join(args.output_dir, "samples")
     proj_dir = os.path.join(args.output_dir, "samples-projected")
-    real = _project(args, args.real, real_dir, ["--vis-latent-swap"])
-    if _reusable(args, proj_dir) is None and generate.main(
-            ["--model", args.model, "--seeds", f"0-{args.count - 1}", "--truncation-psi", "1", "--output-dir",
-             sample_dir, "--no-progress"]) != 0:
+    samples = args.sample_count or args.count
+    real = _project(args, args.real, real_dir, args.count, ["--vis-latent-swap"])
+    if _reusable(args, proj_dir, samples) is None and generate.main(
+            ["--model", args.model, "--seeds", f"0-{max(samples, args.count) - 1}", "--truncation-psi", "1",
+             "--output-dir", sample_dir, "--no-progress"]) != 0:
         raise SystemExit("bench_projection: generate.py --seeds failed")
-    fake = _project(args, sample_dir, proj_dir, [])
+    fake = _project(args, sample_dir, proj_dir, samples, [])
     names = [t["name"] for t in real["targets"]]
     record = {"command": "python " + " ".join(sys.argv), "date": datetime.datetime.now(datetime.timezone.utc)
               .strftime("%Y-%m-%d %H:%M UTC"), "commit": _commit(), "machine": _machine(),
-              "settings": real["settings"], "real": dict(real["mean"], wall_seconds=real.get("wall_seconds")),
-              "samples": dict(fake["mean"], wall_seconds=fake.get("wall_seconds")),
+              "settings": real["settings"],
+              "real": dict(real["mean"], wall_seconds=real.get("wall_seconds"), count=args.count),
+              "samples": dict(fake["mean"], wall_seconds=fake.get("wall_seconds"), count=samples),
               "real_vs_random_sample": _yardstick(real_dir, sample_dir, names, _resolution(real_dir, names))}
     print(json.dumps(record, indent=2))
     if args.record:
