@@ -192,7 +192,9 @@ class Logger:
     def __init__(self, file_name: Optional[str] = None, file_mode: str = "w", should_flush: bool = True) -> None:
         self.file: Optional[TextIO] = open(file_name, file_mode, encoding="utf-8") if file_name else None
         self.should_flush = should_flush
-        self._lock = threading.Lock()
+        # reentrant: a signal handler that prints may run while this thread holds the lock (a plain lock would
+        # wait for itself forever)
+        self._lock = threading.RLock()
         self._orig_stdout = sys.stdout
         self._orig_stderr = sys.stderr
         self._stdout = _Tee(sys.stdout, self)

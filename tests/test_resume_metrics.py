@@ -193,3 +193,21 @@ def test_sigint_and_sigkill_during_an_evaluation_then_resume(tmp_path):
     finally:
         for worker in workers:
             worker.kill()
+
+
+def test_the_sigterm_handler_prints_nothing_and_the_log_lock_is_reentrant(tmp_path, capsys):
+    """A handler that prints can run while the console or the log file is being written: the handler only sets
+    flags (the loop prints), and the log's lock lets the same thread in again instead of waiting for itself."""
+    from dnnlib.util import Logger
+    from training.training_loop import EvaluationInterrupted
+    trainer = Trainer.__new__(Trainer)
+    trainer._stop, trainer._evaluating = False, False
+    trainer._on_sigterm(signal.SIGTERM, None)
+    trainer._evaluating = True
+    with pytest.raises(EvaluationInterrupted):
+        trainer._on_sigterm(signal.SIGTERM, None)
+    assert trainer._stop and not trainer._evaluating and capsys.readouterr().out == ""
+    with Logger(str(tmp_path / "log.txt")) as logger:
+        with logger._lock:  # as a handler's print inside a write would
+            print("inside", flush=True)
+    assert (tmp_path / "log.txt").read_text() == "inside\n"

@@ -90,6 +90,7 @@ class Trainer:
         self._stop = False
         self._evaluating = False  # a SIGTERM now interrupts the evaluation (the resumed run redoes it)
         self._abandoned = False  # an evaluation was stopped by SIGTERM (the run is not finished)
+        self._stop_announced = False
         self._last_reals: Optional[tf.Tensor] = None
         self._restored = False
         self._stopped_on_snapshot = False
@@ -123,13 +124,19 @@ class Trainer:
         return iter(ds.skip(skip) if skip else ds)
 
     def _on_sigterm(self, signum: int, frame: Any) -> None:
+        """Sets the stop flag, and abandons a running evaluation. It prints nothing: a handler that writes to the
+        console can interrupt another write to it (a reentrant-write error, or a deadlock on the log's lock); the
+        loop says what happens (see `_announce_stop`)."""
         self._stop = True
         if self._evaluating:  # an evaluation can take many minutes: stop it rather than outlive a pre-emption
             self._evaluating = False
-            print("SIGTERM received during an evaluation: stopping it (the resumed run evaluates this snapshot)",
-                  flush=True)
             raise EvaluationInterrupted()
-        print("SIGTERM received: writing a checkpoint and stopping after this minibatch", flush=True)
+
+    def _announce_stop(self) -> None:
+        """Prints, once, that a SIGTERM arrived and the run stops after writing a checkpoint."""
+        if self._stop and not self._stop_announced:
+            self._stop_announced = True
+            print("SIGTERM received: writing a checkpoint and stopping after this minibatch", flush=True)
 
     def _evaluate(self, path: str, kimg: float, **kwargs: Any) -> None:
         """Runs the metrics of the snapshot at `path`; a SIGTERM meanwhile abandons them (see `_on_sigterm`)."""
@@ -137,7 +144,9 @@ class Trainer:
         try:
             self.metrics_fn(self.Gs, path, kimg, **kwargs)
         except EvaluationInterrupted:
-            self._abandoned = True
+            self._abandoned = self._stop_announced = True
+            print("SIGTERM received during an evaluation: stopped it (the resumed run evaluates this snapshot)",
+                  flush=True)
         finally:
             self._evaluating = False
 
@@ -205,6 +214,7 @@ class Trainer:
             self._initial_outputs()
         else:
             self._finish_interrupted_metrics()
+        self._announce_stop()
         if self._stop:  # stopped in the kimg-0 outputs (a rerun starts afresh) or in a resumed evaluation (redone)
             return
         with tqdm(total=opts.total_kimg, initial=prog.kimg, unit="kimg", disable=not self.chief,
@@ -232,6 +242,7 @@ class Trainer:
             bar.n = min(nimg, total_nimg) / 1000.0  # from the image count: summed floats drift past the total
             bar.update(0)
             done = nimg >= total_nimg
+            self._announce_stop()
             if self._stop and not done and nimg < tick_end(tick_start_nimg, tick_len):
                 self.ckpt.save(int(prog.minibatch.numpy()))  # pre-empted mid-tick: state only, resumed exactly
                 break
@@ -246,6 +257,7 @@ class Trainer:
             prog.tick.assign_add(1)  # before the outputs: their checkpoint records the ticks done
             self._tick_outputs(done, tick)
             tick_start_nimg, tick_start_time = nimg, time.time()
+            self._announce_stop()
             if done or self._stop or (opts.max_ticks is not None and ticks_run >= opts.max_ticks):
                 if not self._stopped_on_snapshot:
                     self.ckpt.save(int(prog.minibatch.numpy()))
