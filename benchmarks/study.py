@@ -67,6 +67,7 @@ AUG_VARIANTS = ("noaug", "ada", "diffaugment")
 ARI_METRIC = "fg_ari500"  # FG-ARI on 500 generated images (attention models only)
 LOCALITY_METRIC = "locality200"  # locality on 200 generated images (attention models only)
 MAX_SEED = 2 ** 32 - 1  # the largest --seed of run_network.py (np.random.RandomState's range)
+STOP_SECONDS = 300.0  # how long a stopped run may take to write its checkpoint before it is killed
 
 
 @dataclass(frozen=True)
@@ -356,13 +357,23 @@ def train_models(o: StudyOptions, todo: list[str], result_dir: str, state: dict,
                 bar.n = done
                 bar.refresh()
     finally:
+        for proc, _, _ in running.values():
+            proc.terminate()  # SIGTERM: the run writes a checkpoint (or abandons its evaluation) and stops
         for name, (proc, log, start) in running.items():
-            proc.terminate()  # SIGTERM: the run writes a checkpoint and stops
-            proc.wait()
+            _wait_or_kill(proc, STOP_SECONDS)
             log.close()
             _add_wall(state, name, start, result_dir)
     if failure is not None:
         raise failure
+
+
+def _wait_or_kill(proc: subprocess.Popen, seconds: float) -> None:
+    """Waits up to `seconds` for a run told to stop, then kills it (its newest intact checkpoint is resumed)."""
+    try:
+        proc.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def _add_wall(state: dict, name: str, start: float, result_dir: str) -> None:
