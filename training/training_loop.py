@@ -289,7 +289,7 @@ class Trainer:
             if name not in self._probers:
                 self._probers[name] = attention_stats.Prober(net, num_images=8, seed=self.opts.seed)
             out.update({f"Attention/{name}/{key}": value
-                        for key, value in attention_stats.summarize(self._probers[name]()).items()})
+                        for key, value in attention_stats.summarize_batches(self._probers[name]).items()})
         return out
 
     def _tick_outputs(self, done: bool, tick: int) -> None:
