@@ -141,8 +141,8 @@ def _check_args(args: argparse.Namespace):
     if args.gpus is not None and not re.fullmatch(r"\s*(-?\d+\s*(,\s*-?\d+\s*)*)?", args.gpus):
         raise UserError(f"--gpus {args.gpus}: expected a comma list of GPU ids, e.g. --gpus 0,1 (-1 or '' for the "
                         "CPU only)")
-    from training.precision import check_precision  # imports TensorFlow: call with its start-up lines silenced
-    from training.visualize import VisOptions
+    from training.precision.policy import check_precision  # imports TensorFlow: call with its start-up lines silenced
+    from training.vis.visualize import VisOptions
 
     check_precision(args.precision, args.num_fp16_res, args.conv_clamp)
 
@@ -169,7 +169,7 @@ def _vis_options(args: argparse.Namespace, cls, ratio: float):
 def _latents(args: argparse.Namespace, latent_shape: tuple[int, int], loaded, num_ws: int):
     """Returns `(z [N, K, d] or ws [N, K, S, d], ids)` from the --latents `loaded` (checked by `_check_args`),
     --seeds or --images-num."""
-    from training.visualize import seed_latents
+    from training.vis.visualize import seed_latents
 
     if loaded is not None:
         K, d = latent_shape
@@ -231,19 +231,19 @@ def run(args: argparse.Namespace) -> int:
         os.environ["CUDA_VISIBLE_DEVICES"] = args.gpus
     with quiet_native_stderr():
         loaded, targets = _check_args(args)
-    from dnnlib.tflib.catalog import resolve_network_path
+    from training.formats.pretrained import resolve_network_path
 
     resolve_network_path(args.model)  # missing files / unknown names fail here, before TF starts
     with quiet_native_stderr():
         import tensorflow as tf
 
         tf.config.list_logical_devices()
-    from training.snapshot import load_networks, training_facts
-    from training.visualize import VisOptions, class_idx_bad, run_vis
+    from training.formats.networks import load_networks, training_facts
+    from training.vis.visualize import VisOptions, class_idx_bad, run_vis
 
     nets = load_networks(args.model)  # by name: a catalog model's record comes with it
     Gs = nets.Gs
-    from training.precision import Precision, set_precision
+    from training.precision.policy import Precision, set_precision
 
     precision = Precision(args.precision, args.num_fp16_res, args.conv_clamp)
     set_precision(Gs, precision)
@@ -295,7 +295,7 @@ def _export(Gs, folder: str, precision: str = "fp32") -> None:
     """--export: the SavedModel (a full disk is one line; the estimate is the size of the weights), computing in
     the precision Gs is set to (`precision` describes it in the export's record)."""
     from dnnlib.disk import disk_full_as_user_error
-    from training.export import export_saved_model
+    from training.formats.export import export_saved_model
 
     weights = sum(var.shape.num_elements() * var.dtype.size for var in Gs.variables)
     with disk_full_as_user_error("the SavedModel", folder, weights):

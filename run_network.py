@@ -15,8 +15,8 @@ import sys
 from typing import Optional
 
 from dnnlib.util import UserError, print_user_error
-from training.cli_args import build_parser, check_flags, reject_unsupported
-from training.cluster import read_tf_config
+from training.cli.flags import build_parser, check_flags, reject_unsupported
+from training.cli.cluster import read_tf_config
 
 VIS_KINDS = {"images": "images", "latents": "latents", "maps": "maps", "layer_maps": "layer_maps",
              "interpolations": "interpolations", "noise_var": "noise_var", "style_mix": "style_mix"}
@@ -75,7 +75,7 @@ def _networks_path(args: argparse.Namespace, launch) -> tuple[str, str]:
 def evaluate(args: argparse.Namespace, launch, strategy) -> None:
     """--eval: metrics of the latest snapshot or --pretrained-pkl."""
     from metrics.registry import evaluate as run_metrics
-    from training.snapshot import load_networks, training_facts
+    from training.formats.networks import load_networks, training_facts
     metrics = args.metrics if args.metrics.lower() != "none" else ""
     if not metrics:
         raise UserError("--eval: --metrics none leaves nothing to evaluate; e.g. --metrics fid")
@@ -93,8 +93,8 @@ def evaluate(args: argparse.Namespace, launch, strategy) -> None:
 
 def visualize(args: argparse.Namespace, launch) -> None:
     """--vis: the selected --vis-* outputs under <run>/vis/ (training's own grids are in <run>/visuals/)."""
-    from training.snapshot import load_networks, training_facts
-    from training.visualize import vis
+    from training.formats.networks import load_networks, training_facts
+    from training.vis.visualize import vis
     kinds = {kind for flag, kind in VIS_KINDS.items() if getattr(args, f"vis_{flag}")}
     if not kinds:
         raise UserError("--vis: choose what to write, e.g. --vis-images --vis-maps (see --help)")
@@ -136,7 +136,7 @@ def prepare_training(args: argparse.Namespace, launch, strategy) -> Optional[dic
 
 def _plan(args: argparse.Namespace, launch, strategy, plan: dict) -> Optional[dict]:
     """The rest of `prepare_training` (the run dir chosen, a resumed one locked): options, checks, the record."""
-    from training.cli_args import check_metrics
+    from training.cli.flags import check_metrics
     run_dir, resuming, g_cfg, d_cfg = plan["run_dir"], plan["resuming"], plan["g_cfg"], plan["d_cfg"]
     options, dataset = plan["options"], plan["dataset"]
     opts = launch.training_options(args, dataset, run_dir)
@@ -249,7 +249,7 @@ def main(argv: list[str] | None = None) -> None:
 def _main(args: argparse.Namespace) -> None:
     _set_device_env(args)
     check_flags(args)  # every flag on its own, before any work (imports TensorFlow: after the device environment)
-    from training import launch
+    from training.cli import launch
     strategy = launch.make_strategy(args)
     if not (args.train or args.eval or args.vis):
         describe(args, launch)

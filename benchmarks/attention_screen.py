@@ -47,6 +47,17 @@ VARIANTS: dict[str, list[str]] = {
     "add": ["--integration", "add"],
     "k16": ["--components-num", "16"],
     "start16": ["--g-start-res", "4"],
+    "k4": ["--components-num", "4"],
+    "iters3": ["--kmeans-iters", "3"],
+    "end8": ["--g-end-res", "4"],
+    "duplex": ["--g-img2ltnt", "true"],
+    "ltnt2ltnt": ["--mapping-ltnt2ltnt", "true"],
+    "latent32": ["--latent-size", "32"],
+    "chan64": ["--channel-max", "64"],
+    "compdrop": ["--component-dropout", "0.1"],
+    # 64x64 scenes: render them first with
+    # `python prepare_data.py --shapes --resolution 64 --max-images 5000 --data-dir datasets/64`.
+    "res64": ["--data-dir", os.path.join("datasets", "64")],
 }
 
 
@@ -73,8 +84,9 @@ def train(a: argparse.Namespace, name: str) -> None:
     run = os.path.join(a.result_dir, name)
     if os.path.isfile(os.path.join(run, "exp-000", "_finished.txt")):
         return
-    cmd = [sys.executable, os.path.join(ROOT, "run_network.py"), *BASE_FLAGS, *VARIANTS[name], "--seed", str(a.seed),
-           "--total-kimg", str(a.kimg), "--data-dir", a.data_dir, "--result-dir", run]
+    # The variant's flags come last, so that a variant may replace a common one (res64's --data-dir).
+    cmd = [sys.executable, os.path.join(ROOT, "run_network.py"), *BASE_FLAGS, "--seed", str(a.seed),
+           "--total-kimg", str(a.kimg), "--data-dir", a.data_dir, "--result-dir", run, *VARIANTS[name]]
     os.makedirs(a.result_dir, exist_ok=True)
     with open(os.path.join(a.result_dir, f"{name}.log"), "a", encoding="utf-8") as log:
         log.write("$ " + " ".join(cmd) + "\n")

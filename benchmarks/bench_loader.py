@@ -1,4 +1,4 @@
-"""Loader throughput benchmark: images/s delivered by `training.dataset` at batch 32 on CPU.
+"""Loader throughput benchmark: images/s delivered by `training.data.loader` at batch 32 on CPU.
 
 Writes small temporary datasets of built-in `shapes` images (64x64 and 256x256, raw and PNG-encoded
 records), then times `Dataset.tf_dataset(32, shuffle=True, repeat=True)` after a warm-up, the way the
@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 
 from training.data import shapes_render  # noqa: E402
 from training.data.writer import DatasetWriter  # noqa: E402
-from training.dataset import open_dataset  # noqa: E402
+from training.data.loader import open_dataset  # noqa: E402
 
 BATCH = 32
 

@@ -85,9 +85,9 @@ def build_steps(config: str, xla: bool) -> tuple[Any, Any, int]:
     import numpy as np
     import tensorflow as tf
 
-    from training import launch
-    from training.checkpoint import Progress
-    from training.cli_args import build_parser
+    from training.cli import launch
+    from training.formats.checkpoint import Progress
+    from training.cli.flags import build_parser
     from training.networks.discriminator import Discriminator
     from training.networks.generator import Generator
     from training.optimizer import Adam

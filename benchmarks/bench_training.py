@@ -43,7 +43,7 @@ from typing import Any, Optional, Sequence
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from bench_training_case import MARKER, R1_INTERVAL  # noqa: E402  (no TensorFlow; puts the repo on sys.path)
-from training.cli_args import AUG_MODES  # noqa: E402
+from training.augment.modes import AUG_MODES  # noqa: E402
 
 CASE_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench_training_case.py")
 PRECISIONS = ("fp32", "fp16", "bf16")

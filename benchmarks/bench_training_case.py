@@ -110,7 +110,7 @@ def build_case(spec: dict[str, Any], memory: list[dict[str, Any]]) -> tuple[Call
     import numpy as np
     import tensorflow as tf
 
-    from training.checkpoint import Progress
+    from training.formats.checkpoint import Progress
     from training.networks import build_networks
     from training.optimizer import Adam
     from training.options import TrainingOptions

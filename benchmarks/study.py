@@ -47,7 +47,7 @@ if ROOT not in sys.path:
 
 from benchmarks import study_report  # noqa: E402
 from dnnlib.util import OneLineArgumentParser, UserError, print_user_error, write_json_atomic  # noqa: E402
-from training.cli_args import gamma_value  # noqa: E402
+from training.cli.flags import gamma_value  # noqa: E402
 from training.config import auto_gamma  # noqa: E402
 
 # run_network.py flags per model name. "ganformer" is the paper's CLEVR preset (k=8 latents of 128 dims, no

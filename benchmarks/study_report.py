@@ -89,7 +89,7 @@ def run_record(run: str, batch_size: int, ari_metric: str, locality_metric: str)
 
 def final_samples(run: str, out_png: str, seed: int) -> dict[str, int]:
     """Samples `SAMPLES` images from the run's final Gs (ψ = 1, stored noise) and returns parameter counts."""
-    from training import snapshot
+    from training.formats import networks as snapshot
     from training.vis.imageio import make_grid, save_png, to_uint8
     nets = snapshot.load_networks(os.path.join(run, "network-final.pkl"))
     z = np.random.RandomState(seed).randn(SAMPLES, *nets.Gs.latent_shape).astype(np.float32)
@@ -102,7 +102,7 @@ def final_samples(run: str, out_png: str, seed: int) -> dict[str, int]:
 
 def real_samples(dataset_dir: str, out_png: str, seed: int) -> int:
     """Writes a grid of `SAMPLES` real training images; returns the dataset's image count."""
-    from training.dataset import open_dataset
+    from training.data.loader import open_dataset
     from training.vis.imageio import make_grid, save_png
     dataset = open_dataset(dataset_dir)
     batch = next(iter(dataset.tf_dataset(SAMPLES, shuffle=True, repeat=True, seed=seed)))

@@ -1,6 +1,6 @@
 """Image streams for the metrics: generated fakes (on all replicas) and dataset reals, as uint8 NHWC batches.
 
-Both are cropped to the dataset's content ratio by `training.crop.crop_to_content`: the way the original metrics
+Both are cropped to the dataset's content ratio by `dnnlib.crop.crop_to_content`: the way the original metrics
 did (`inclusive`: rows [floor((1 - ratio) H / 2), ceil((1 + ratio) H / 2)] kept inclusive, one extra row, e.g. 129
 rows for ratio 0.5 at 256) so that numbers stay comparable, except for a generator that returns only the content
 rows itself (`crop_ratio`): its images are not cropped again and the reals get the same rows. Reals are mirrored at random (half of them, seeded) when training
@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from dnnlib.tflib.ops.quantize import quantize
-from training.crop import crop_to_content
+from dnnlib.crop import crop_to_content
 
 
 def to_rgb(images: np.ndarray) -> np.ndarray:

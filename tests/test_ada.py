@@ -12,8 +12,8 @@ import pytest
 from dnnlib.util import UserError
 from tests.test_training_loop import _trainer, _weights
 from tests.train_helpers import ROOT, TINY_FLAGS, make_shapes, read_scalars
-from training.ada import AugmentState, ada_adjustment
-from training.checkpoint import TrainCheckpoint
+from training.augment.ada import AugmentState, ada_adjustment
+from training.formats.checkpoint import TrainCheckpoint
 from training.train_log import status_line
 
 
@@ -138,7 +138,7 @@ def _cli(data_dir, result_dir, *extra):
 
 def test_cli_ada_run_logs_p_rt_and_augment_time(data_dir, tmp_path):
     from run_network import main
-    from training.snapshot import load_networks
+    from training.formats.networks import load_networks
     main(_cli(data_dir, str(tmp_path), "--aug", "ada", "--p", "0.3", "--ada-kimg", "0.1", "--ada-interval", "1"))
     run = os.path.join(str(tmp_path), "exp-000")
     records = [json.loads(line) for line in open(os.path.join(run, "stats.jsonl"))]

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from training import augment_color as color
-from training import augment_geometry as geom
-from training.augment import PIPES, AdaPipeline, _Draws
-from training.diffaugment import DiffAugment, parse_policies
+from training.augment import color
+from training.augment import geometry as geom
+from training.augment.pipeline import PIPES, AdaPipeline, _Draws
+from training.augment.diffaugment import DiffAugment, parse_policies
 
 SEED = tf.constant([7, 11], tf.int64)
 

@@ -8,7 +8,8 @@ import types
 import pytest
 
 from dnnlib.util import UserError
-from training import cli_args, launch
+from training.cli import flags as cli_args
+from training.cli import launch
 from training.config import to_dict
 from training.options import TrainingOptions
 from training.presets import configs_from_options

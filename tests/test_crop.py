@@ -1,10 +1,10 @@
-"""`training.crop.crop_to_content`: the one content crop of generator outputs, datasets, metrics and visuals."""
+"""`dnnlib.crop.crop_to_content`: the one content crop of generator outputs, datasets, metrics and visuals."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from training.crop import content_window, crop_to_content
+from dnnlib.crop import content_window, crop_to_content
 
 
 @pytest.mark.parametrize("size,ratio,rows", [(256, 0.75, 192), (256, 0.5, 128), (256, 188 / 256, 188), (16, 0.5, 8)])

@@ -11,7 +11,7 @@ import pytest
 
 from dnnlib.util import UserError
 from training.data import archive, catalog
-from training.dataset import open_dataset
+from training.data.loader import open_dataset
 
 PAYLOAD = np.random.default_rng(0).integers(0, 256, 300_000, dtype=np.uint8).tobytes()
 MD5 = hashlib.md5(PAYLOAD).hexdigest()

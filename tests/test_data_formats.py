@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from data_helpers import make_images, run_cli
-from training.dataset import open_dataset
+from training.data.loader import open_dataset
 
 
 def _convert(capsys, tmp_path, images_dir, fmt, *extra):

@@ -1,4 +1,4 @@
-"""training.dataset: round trip through prepare_data, the original multi-resolution TFRecords, our format,
+"""training.data.loader: round trip through prepare_data, the original multi-resolution TFRecords, our format,
 image folders, labels, mirror/crop options, determinism, per-replica sharding and the absent epoch cap."""
 
 import json
@@ -11,7 +11,7 @@ import tensorflow as tf
 from data_helpers import make_images, run_cli
 from dnnlib.util import UserError
 from training.data.writer import DatasetWriter
-from training.dataset import open_dataset
+from training.data.loader import open_dataset
 
 
 def _all(ds, **kw):

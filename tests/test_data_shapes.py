@@ -8,7 +8,7 @@ import pytest
 
 from data_helpers import run_cli
 from training.data import shapes, shapes_render
-from training.dataset import open_dataset
+from training.data.loader import open_dataset
 
 
 def _render(seed, count, res, workers=1):

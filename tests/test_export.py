@@ -1,4 +1,4 @@
-"""Tests for training/export.py and `generate.py --export`: the SavedModel loads with plain TensorFlow in a process
+"""Tests for training/formats/export.py and `generate.py --export`: the SavedModel loads with plain TensorFlow in a process
 that cannot import this project and gives the project's images and attention maps."""
 
 import json
@@ -12,9 +12,9 @@ import pytest
 
 import generate
 from dnnlib.util import UserError
-from training.export import export_saved_model
+from training.formats.export import export_saved_model
 from training.networks import build_networks
-from training.snapshot import save_networks
+from training.formats.networks import save_networks
 from training.vis.sampler import Sampler
 
 TINY = dict(channel_max=32, components_num=4, latent_dim=16)

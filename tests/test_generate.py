@@ -11,7 +11,7 @@ from PIL import Image
 
 import generate
 from training.networks import build_networks
-from training.snapshot import save_networks
+from training.formats.networks import save_networks
 from training.vis.imageio import to_uint8
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -1,4 +1,4 @@
-"""Tests for dnnlib.tflib.legacy (reading the authors' TF1 pickles) and dnnlib.tflib.catalog."""
+"""Tests for training.formats.tf1_pickle (reading the authors' TF1 pickles) and training.formats.pretrained."""
 
 import json
 import os
@@ -13,7 +13,9 @@ import pytest
 import requests
 
 from dnnlib import util
-from dnnlib.tflib import catalog, legacy, snapshot
+from training.formats import pretrained as catalog
+from training.formats import tf1_pickle as legacy
+from training.formats import archive as snapshot
 from dnnlib.util import UserError
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "official")

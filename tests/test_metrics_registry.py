@@ -40,7 +40,7 @@ class TinyG:
 
 
 class MemDataset:
-    """In-memory stand-in for training.dataset.Dataset."""
+    """In-memory stand-in for training.data.loader.Dataset."""
 
     def __init__(self, n=30, ratio=1.0):
         self.images = np.random.RandomState(1).randint(0, 256, [n, 16, 16, 3]).astype(np.uint8)

@@ -19,7 +19,7 @@ import os
 import numpy as np
 import pytest
 
-from training.snapshot import load_networks, save_networks
+from training.formats.networks import load_networks, save_networks
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "official")
 NAMES = ["ganformer-ffhq-32", "ganformer-legacy-names-32", "stylegan2-legacy-32", "ganformer-duplex-legacy-16"]

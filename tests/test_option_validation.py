@@ -17,7 +17,8 @@ import pytest
 import run_network
 from dnnlib.util import UserError, write_json_atomic
 from tests.train_helpers import make_shapes, run_cli
-from training import cli_args, launch
+from training.cli import flags as cli_args
+from training.cli import launch
 from training.options import OPTION_RANGES, TrainingOptions, option_flag
 
 FLAGS = ["--train", "--ganformer-default", "--dataset", "shapes", "--resolution", "16", "--channel-max", "16",

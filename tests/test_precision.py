@@ -1,4 +1,4 @@
-"""Mixed precision (`--precision fp16|bf16`, `--num-fp16-res`, `--conv-clamp`; training.precision, training.loss_scale):
+"""Mixed precision (`--precision fp16|bf16`, `--num-fp16-res`, `--conv-clamp`; training.precision.policy, training.precision.loss_scale):
 kernels, which blocks run reduced, fp32 unchanged, reduced outputs near fp32, every preset trains, loss scaling
 recovers from an overflow, fp16 resume is bit-exact, old checkpoints resume, generation/export, bad values refused."""
 
@@ -15,15 +15,15 @@ from PIL import Image
 import generate
 from dnnlib.util import UserError
 from tests.train_helpers import make_shapes
-from training.checkpoint import Progress, TrainCheckpoint
-from training.dataset import open_dataset
-from training.loss_scale import LossScale
+from training.formats.checkpoint import Progress, TrainCheckpoint
+from training.data.loader import open_dataset
+from training.precision.loss_scale import LossScale
 from training.networks import build_networks
 from training.optimizer import Adam
 from training.options import TrainingOptions
-from training.precision import FP32, Precision, block_dtypes, set_precision
+from training.precision.policy import FP32, Precision, block_dtypes, set_precision
 from training.presets import PRESETS, configs_from_options, preset_options
-from training.snapshot import save_networks
+from training.formats.networks import save_networks
 from training.train_log import status_line
 from training.training_loop import Trainer
 

@@ -17,7 +17,7 @@ from training.projection.perceptual import Perceptual, load_perceptual
 from training.projection.projector import ProjectionConfig, Projector, psnr
 from training.projection.schedule import Schedule
 from training.projection.targets import read_targets
-from training.snapshot import save_networks
+from training.formats.networks import save_networks
 from training.vis import latent_edit
 from training.vis.imageio import save_png, to_uint8
 

@@ -16,11 +16,11 @@ import numpy as np
 import tensorflow as tf
 import pytest
 
-from dnnlib.tflib.snapshot import read_snapshot
+from training.formats.archive import read_snapshot
 from dnnlib.util import UserError
 from tests.test_training_loop import _trainer as _base_trainer
 from tests.train_helpers import ROOT, make_shapes
-from training import launch
+from training.cli import launch
 from training.training_loop import snapshot_label
 
 TICK_KIMG = 0.004  # one minibatch of 4 images
@@ -196,7 +196,7 @@ def test_damaged_newest_checkpoint_falls_back_to_the_previous(damage, run, data_
 
 
 def test_retraining_over_a_damaged_checkpoint_replaces_it(run, base_run, data_dir):
-    from training.checkpoint import checksum_problem
+    from training.formats.checkpoint import checksum_problem
     _flip_bytes(_data_file(run, 3))
     _trainer(run, data_dir, total_kimg=4 * TICK_KIMG).run()
     label = snapshot_label(3 * TICK_KIMG)  # tick 3 trained again from ckpt-2: the same weights as at first

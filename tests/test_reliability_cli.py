@@ -22,9 +22,9 @@ import tensorflow as tf
 import generate
 from dnnlib.util import UserError
 from tests.train_helpers import ROOT, make_shapes
-from training import launch
+from training.cli import launch
 from training.networks import build_networks
-from training.snapshot import save_networks
+from training.formats.networks import save_networks
 
 TINY = dict(channel_max=16, components_num=2, latent_dim=8)  # 8x8, z [3, 8]
 
@@ -139,7 +139,7 @@ def _files(run):
 
 def test_disk_full_at_a_checkpoint_is_one_line_and_keeps_the_earlier_one(trained, tmp_path, monkeypatch):
     from tests.test_reliability import _trainer
-    from training.checkpoint import checksum_problem
+    from training.formats.checkpoint import checksum_problem
     data, base = trained
     run = str(tmp_path / "run")
     shutil.copytree(base, run)

@@ -13,7 +13,7 @@ import pytest
 
 from dnnlib.util import UserError
 from tests.train_helpers import ROOT
-from training.cluster import parse_tf_config, wait_for_peers
+from training.cli.cluster import parse_tf_config, wait_for_peers
 
 
 def _free_ports(n):

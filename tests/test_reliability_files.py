@@ -23,7 +23,7 @@ import pytest
 from PIL import Image
 
 from data_helpers import assert_nothing_written, make_images, run_cli
-from dnnlib.tflib import snapshot
+from training.formats import archive as snapshot
 from tests.train_helpers import ROOT
 
 BOUND = 128 << 20  # bytes a load may allocate beyond the child's size before it (numpy-only loaders)
@@ -98,7 +98,7 @@ def _zip_stream(zf, name, head, size, compress=zipfile.ZIP_DEFLATED):
 # ---------------------------------------------------------------------------------------------------------------
 # Item 8: the authors' pickles (restricted unpickler)
 
-LEGACY_SETUP = "from dnnlib.tflib.legacy import read_legacy_pickle as LOAD"
+LEGACY_SETUP = "from training.formats.tf1_pickle import read_legacy_pickle as LOAD"
 
 
 @pytest.fixture
@@ -161,7 +161,7 @@ def test_legacy_pickle_bombs(tmp_path, network_class):
 # ---------------------------------------------------------------------------------------------------------------
 # Item 8: our snapshots (zip of JSON + .npy)
 
-SNAPSHOT_SETUP = "from dnnlib.tflib.snapshot import read_snapshot as LOAD"
+SNAPSHOT_SETUP = "from training.formats.archive import read_snapshot as LOAD"
 
 
 def _snapshot(path, replace=None, config=None):
@@ -316,7 +316,7 @@ def test_every_setting_is_type_and_range_checked():
 def test_largest_real_model_count_behind_the_cap():
     from dnnlib import limits
     from training import presets
-    from training.network_limits import network_values
+    from training.networks.limits import network_values
 
     g, d = presets.configs_from_options(presets.preset_options("ganformer-cityscapes"), 2048)
     assert 2 * network_values(g, "G") + network_values(d, "D") == limits.LARGEST_MODEL_VALUES
@@ -340,7 +340,7 @@ def _bad_network_files(tmp_path, network_class):
 
 def test_network_settings_bombs(tmp_path, network_class):
     files = _bad_network_files(tmp_path, network_class)
-    answers = dict(zip(files, load_bounded("from training.snapshot import load_networks as LOAD", files.values(),
+    answers = dict(zip(files, load_bounded("from training.formats.networks import load_networks as LOAD", files.values(),
                                            bound=TF_BOUND)))
     assert_refused(answers["abc"], files["abc"], "resolution must be an integer, got str 'abc'")
     assert_refused(answers["huge"], files["huge"], "resolution=1099511627776 is out of range")

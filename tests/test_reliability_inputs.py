@@ -22,8 +22,8 @@ from run_network import _run_trainer
 from run_network import main as run_network
 from tests.test_reliability_cli import _gen, _save_tiny
 from tests.train_helpers import TINY_FLAGS, make_shapes
-from training.checkpoint import clean_leftovers
-from training.dataset import open_dataset
+from training.formats.checkpoint import clean_leftovers
+from training.data.loader import open_dataset
 from training.run_folder import LOCK_FILE
 
 
@@ -269,7 +269,7 @@ def test_model_that_is_not_a_file(kind, tmp_path, capsys):
 # ----------------------------------------------------------------------------------------------- 14. modes
 @pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o027, 0o640), (0o002, 0o664)])
 def test_atomic_writes_get_the_umask_mode(umask, mode, tmp_path, tiny_model):
-    from training.snapshot import load_networks, save_networks
+    from training.formats.networks import load_networks, save_networks
     old = os.umask(umask)
     try:
         write_atomic(str(tmp_path / "a.json"), "{}")

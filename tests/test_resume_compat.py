@@ -68,7 +68,8 @@ def data_dir(tmp_path_factory):
 def _record_run(data_dir, results):
     """Writes exp-000/training_options.json as --train does."""
     from run_network import prepare_training
-    from training import cli_args, launch
+    from training.cli import flags as cli_args
+    from training.cli import launch
     args = cli_args.build_parser().parse_args([*FLAGS, "--data-dir", data_dir, "--result-dir", results])
     plan = prepare_training(args, launch, launch.make_strategy(args))
     os.makedirs(plan["opts"].run_dir)
@@ -105,7 +106,7 @@ def test_runtime_change_resumes(data_dir, tmp_path, capsys):
 
 
 def test_a_run_dir_without_a_training_record_is_not_resumed(tmp_path):
-    from training.launch import choose_run_dir
+    from training.cli.launch import choose_run_dir
     os.makedirs(tmp_path / "exp-000")  # e.g. made by --eval --pretrained-pkl
     assert choose_run_dir(str(tmp_path), "exp", restart=False) == (str(tmp_path / "exp-000"), False)
     (tmp_path / "exp-000" / "training_options.json").write_text("{}")

@@ -12,7 +12,7 @@ import pytest
 
 from metrics.registry import is_recorded
 from tests.train_helpers import ROOT, make_shapes
-from training.dataset import open_dataset
+from training.data.loader import open_dataset
 from training.options import TrainingOptions
 from training.presets import configs_from_options, preset_options
 from training.training_loop import Trainer

@@ -1,4 +1,4 @@
-"""Tests for dnnlib.tflib.snapshot: our data-only, versioned network file."""
+"""Tests for training.formats.archive: our data-only, versioned network file."""
 
 import json
 import os
@@ -8,7 +8,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from dnnlib.tflib import snapshot
+from training.formats import archive as snapshot
 from dnnlib.util import UserError
 
 FIXTURE_PKL = os.path.join(os.path.dirname(__file__), "fixtures", "official", "ganformer-ffhq-32", "network.pkl")

@@ -9,7 +9,7 @@ import pytest
 
 from dnnlib.util import UserError
 from tests.train_helpers import TINY_FLAGS, make_shapes, read_scalars
-from training.dataset import open_dataset
+from training.data.loader import open_dataset
 from training.options import TrainingOptions
 from training.presets import configs_from_options, preset_options
 from training.training_loop import Trainer

@@ -1,4 +1,4 @@
-"""Tests for training/visualize.py and training/vis/*: palette and map colouring, crops, interpolation paths,
+"""Tests for training/vis/visualize.py and training/vis/*: palette and map colouring, crops, interpolation paths,
 style mixing, every visualization kind on a tiny GANformer, grids, and index.html in headless Chromium."""
 
 import os
@@ -12,11 +12,11 @@ from PIL import Image
 
 from dnnlib.util import UserError
 from training.networks import build_networks
-from training.crop import crop_to_content
+from dnnlib.crop import crop_to_content
 from training.vis import imageio, interpolation, palette, style_mix
 from training.vis.html_index import write_index
 from training.vis.sampler import Sampler
-from training.visualize import KINDS, vis
+from training.vis.visualize import KINDS, vis
 
 CHROMIUM = "/usr/bin/chromium"
 TINY = dict(channel_max=32, components_num=4, latent_dim=16)

@@ -36,7 +36,7 @@ COMPARED = "compared"  # field metadata key: False = a per-invocation setting, n
 
 # Inclusive ranges of the numeric settings (types come from the annotations). They keep a setting read from a file
 # (e.g. 2**40 channels) from reaching the network code; the size of the whole network is bounded separately
-# (training.network_limits) since settings that are each in range can still multiply into a huge network.
+# (training.networks.limits) since settings that are each in range can still multiply into a huge network.
 FIELD_RANGES: Mapping[str, tuple[float, float]] = MappingProxyType(dict(
     resolution=(4, 1 << 14), num_channels=(1, 64), label_dim=(0, 1 << 16), components_num=(1, 256),
     latent_dim=(1, 1 << 14), channel_base=(1, 1 << 22), channel_max=(1, 1 << 14), mapping_layers=(0, 64),
@@ -54,7 +54,7 @@ class Range(NamedTuple):
     """The allowed values of a numeric option: `lo <= value <= hi` (an open end excludes it); floats must be finite.
 
     Used for the training options (`training.options.OPTION_RANGES`) and the command-line flags
-    (`training.cli_args.check_flags`), whose messages name the flag.
+    (`training.cli.flags.check_flags`), whose messages name the flag.
     """
 
     lo: float = -math.inf

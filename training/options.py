@@ -9,16 +9,16 @@ from types import MappingProxyType
 from typing import Any, Mapping, Optional
 
 from dnnlib.util import UserError
-from training.ada import check_augment_options
+from training.augment.ada import check_augment_options
 from training.config import FIELD_RANGES, Range, invocation_field
 from training.loss import D_LOSSES, D_REGS, G_LOSSES
-from training.precision import CONV_CLAMP_RANGE, NUM_FP16_RES_RANGE, PRECISIONS
+from training.precision.policy import CONV_CLAMP_RANGE, NUM_FP16_RES_RANGE, PRECISIONS
 
 MAX_SEED = 2 ** 32 - 1  # np.random.RandomState's largest seed (the sample grids' latents are drawn with it)
 MAX_INT = 2 ** 63 - 1  # counts reach TensorFlow as int64
 
 # The allowed values of the numeric options (ints: the annotation says int; floats must also be finite), checked by
-# `TrainingOptions.validate` and, for the flags, by `training.cli_args.check_flags` before any work starts. Counts of
+# `TrainingOptions.validate` and, for the flags, by `training.cli.flags.check_flags` before any work starts. Counts of
 # ticks are divisors (`tick % n`), so they start at 1; a tick and a run are at least one image (0.001 kimg).
 OPTION_RANGES: Mapping[str, Range] = MappingProxyType(dict(
     resolution=Range(*FIELD_RANGES["resolution"]), ratio=Range(0.0, 1.0, lo_open=True),
@@ -32,7 +32,7 @@ OPTION_RANGES: Mapping[str, Range] = MappingProxyType(dict(
     gpus=Range(-1, 1 << 16), grid_size=Range(1, 256), max_ticks=Range(1, MAX_INT),  # --gpus -1: no GPU
     p=Range(0.0, 1.0), target=Range(0.0, 1.0, hi_open=True), ada_kimg=Range(0.0, lo_open=True),  # augmentation
     ada_interval=Range(1, 1 << 20),
-    num_fp16_res=NUM_FP16_RES_RANGE, conv_clamp=CONV_CLAMP_RANGE,  # mixed precision (training.precision)
+    num_fp16_res=NUM_FP16_RES_RANGE, conv_clamp=CONV_CLAMP_RANGE,  # mixed precision (training.precision.policy)
 ))
 # Fields without a flag of their own (messages name the field).
 _NO_FLAG = frozenset({"run_dir", "d_reg_interval", "g_reg_interval", "grid_size"})
@@ -65,14 +65,14 @@ class TrainingOptions:
     d_reg_interval: int = 16
     g_reg_interval: int = 4
     pl_weight: float = 0.0
-    aug: str = "noaug"  # augmentation of what D sees (training.ada): noaug, ada, fixed, diffaugment
+    aug: str = "noaug"  # augmentation of what D sees (training.augment.ada): noaug, ada, fixed, diffaugment
     augpipe: str = "bgc"
     p: float = 0.0  # augmentation probability: constant (fixed) or initial (ada)
     target: float = 0.6  # ada: the target of r_t = E[sign(D(reals))]
     ada_kimg: float = 500.0
     ada_interval: int = 4
     diffaugment: str = "color,translation,cutout"
-    precision: str = "fp32"  # compute dtype of the top blocks (training.precision): fp32, fp16, bf16
+    precision: str = "fp32"  # compute dtype of the top blocks (training.precision.policy): fp32, fp16, bf16
     num_fp16_res: int = 4  # how many top resolutions of G and D compute in that dtype
     conv_clamp: Optional[float] = 256.0  # clamp of their activations (None: none)
     ema_kimg: float = 10.0
@@ -101,7 +101,7 @@ class TrainingOptions:
     def validate(self, num_replicas: int = 1) -> "TrainingOptions":
         """Checks every option's type and range (`OPTION_RANGES`: numbers finite and in range), the choices and the
         batch split; raises `UserError` naming the flag, returns self. The same checks as the command line's
-        (`training.cli_args.check_flags`), so options read back from a run record (`--reload`) are held to them too.
+        (`training.cli.flags.check_flags`), so options read back from a run record (`--reload`) are held to them too.
         """
         hints = typing.get_type_hints(TrainingOptions)
         for f in dataclasses.fields(self):

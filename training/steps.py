@@ -7,13 +7,13 @@ out over replicas and rounds (1 replica x 2 rounds == 2 replicas x 1 round). Gra
 (`strategy.reduce`) and rounds and divided by the number of slices; non-finite gradients skip the update; optional
 clipping by global norm. Each phase's per-replica computation is one `tf.function` (XLA when enabled).
 
-Augmentation (`--aug`, `training.ada`): every image D sees (fakes in G main, reals and fakes in D main, the
+Augmentation (`--aug`, `training.augment.ada`): every image D sees (fakes in G main, reals and fakes in D main, the
 regularized images in D reg) goes through the augmentation with probability p (the checkpointed `AugmentState`),
 with a stateless seed per slice, so it too is independent of the replica layout; R1 is taken with respect to the
 un-augmented reals, through the augmentation. With `--aug ada`, the mean sign of D's real scores updates p.
 
-Mixed precision (`--precision`, `training.precision`): G's and D's top blocks compute in float16/bfloat16; with
-float16 each optimizer has a dynamic loss scale (`training.loss_scale`): the replicas differentiate the scaled loss,
+Mixed precision (`--precision`, `training.precision.policy`): G's and D's top blocks compute in float16/bfloat16; with
+float16 each optimizer has a dynamic loss scale (`training.precision.loss_scale`): the replicas differentiate the scaled loss,
 the summed gradients are unscaled before the finiteness test, and the scale is updated after every update (a
 skipped update halves it). With fp32 nothing here changes.
 """
@@ -29,14 +29,14 @@ import numpy as np
 import tensorflow as tf
 
 from training import loss as losses
-from training.ada import AugmentState, ada_adjustment, build_augment
-from training.loss_scale import ATTRIBUTE as LOSS_SCALE_ATTRIBUTE
-from training.loss_scale import LossScale, attach
+from training.augment.ada import AugmentState, ada_adjustment, build_augment
+from training.precision.loss_scale import ATTRIBUTE as LOSS_SCALE_ATTRIBUTE
+from training.precision.loss_scale import LossScale, attach
 from training.networks.discriminator import Discriminator
 from training.networks.generator import Generator
 from training.optimizer import Adam
 from training.options import TrainingOptions
-from training.precision import Precision, set_precision
+from training.precision.policy import Precision, set_precision
 
 
 def _to_float(images: tf.Tensor) -> tf.Tensor:
@@ -69,7 +69,7 @@ class TrainingSteps:
         pl_mean: Running mean of the path lengths (a variable of the progress state).
         aug_state: p and ADA's accumulator (checkpointed by the caller); None: a new one at `opts.p`.
 
-    G and D are set to the options' precision (`training.precision.set_precision`; Gs is left as it is: samples and
+    G and D are set to the options' precision (`training.precision.policy.set_precision`; Gs is left as it is: samples and
     metrics use it in float32). With fp16, a `LossScale` is attached to each optimizer (`opt.loss_scale`, reused if
     present), so the caller's checkpoint of the optimizers holds it.
     """

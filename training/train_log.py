@@ -117,7 +117,7 @@ def truncate_events(path: str, max_step: int) -> int:
 
     dropped = sum(1 for _, keep in records() if not keep)
     if dropped:
-        # not named *tfevents* (TensorBoard would read it); `training.checkpoint.clean_leftovers` removes a leftover
+        # not named *tfevents* (TensorBoard would read it); `training.formats.checkpoint.clean_leftovers` removes a leftover
         tmp = os.path.join(os.path.dirname(path), f".events-rewrite.tmp-{os.getpid()}")
         with tf.io.TFRecordWriter(tmp) as writer:
             for data, keep in records():

@@ -19,9 +19,9 @@ from tqdm import tqdm
 from dnnlib.disk import disk_full_as_user_error, format_bytes
 from dnnlib.util import write_atomic
 from metrics import attention_stats
-from training import snapshot
-from training.ada import AugmentState
-from training.checkpoint import Progress, TrainCheckpoint, clean_leftovers, list_snapshots, snapshot_label
+from training.formats import networks as snapshot
+from training.augment.ada import AugmentState
+from training.formats.checkpoint import Progress, TrainCheckpoint, clean_leftovers, list_snapshots, snapshot_label
 from training.config import DiscriminatorConfig, GeneratorConfig
 from training.networks.discriminator import Discriminator
 from training.networks.generator import Generator
@@ -54,7 +54,7 @@ class Trainer:
         opts: Validated training options (`run_dir` must exist).
         g_cfg: Generator config.
         d_cfg: Discriminator config.
-        dataset: An opened `training.dataset.Dataset`.
+        dataset: An opened `training.data.loader.Dataset`.
         strategy: The distribution strategy (default: the no-op default strategy).
         metrics_fn: Called at snapshot ticks as `metrics_fn(Gs, snapshot_path, kimg, tb_writer=writer)` with the
             run's TensorBoard writer (None without --summarize), and with `missing_only=True` at kimg 0 and for a

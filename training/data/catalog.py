@@ -2,7 +2,7 @@
 constants every other module looks up here (content ratio, R1 gamma, mirror augmentation; `dataset_constants`).
 
 ffhq, clevr and cityscapes are published as TFRecords in the original multi-resolution layout; they are
-installed as-is (one file, or unzipped) and read directly by `training.dataset`. bedrooms (LSUN) is an
+installed as-is (one file, or unzipped) and read directly by `training.data.loader`. bedrooms (LSUN) is an
 LMDB of encoded images, converted with the spec §4.2 preprocessing into our record format.
 Downloads go through `dnnlib.util.open_url` into `<data-dir>/downloads/` (resumable, md5-checked, Google
 Drive confirmation handled, completed downloads re-used); `--source FILE` uses a local copy instead.

@@ -48,7 +48,7 @@ def check_target(data_dir: str | Path, name: str, overwrite: bool) -> Path:
         UserError: if it exists and `overwrite` is False, or is a file.
     """
     validate_name(name)
-    from training.run_folder import check_folder_flag
+    from dnnlib.paths import check_folder_flag
     check_folder_flag("--data-dir", str(data_dir))
     target = Path(data_dir) / name
     if target.exists() and not overwrite:

@@ -17,7 +17,7 @@ from training.networks.attention import AttentionBlock, AttentionLayer
 from training.networks.layers import Conv, Dense, channels
 from training.networks.module import NamedModule, normal_init, uniform_init
 from training.networks.positional import GridEncoding
-from training.precision import FP32, LayerPrecision, to_float32
+from training.precision.policy import FP32, LayerPrecision, to_float32
 
 SQRT_HALF = math.sqrt(0.5)
 

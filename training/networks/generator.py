@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from training.config import GeneratorConfig
-from training.crop import crop_to_content
+from dnnlib.crop import crop_to_content
 from training.networks.mapping import MappingNetwork
 from training.networks.module import NamedModule, constant_init, normal_init, uniform_init
 from training.networks.synthesis import SynthesisNetwork

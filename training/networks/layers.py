@@ -83,7 +83,7 @@ class Conv(NamedModule):
         gain: Equalized-lr gain.
 
     Attributes:
-        clamp: Clamp of the biased activation (None: none); set by `training.precision.set_precision` for the
+        clamp: Clamp of the biased activation (None: none); set by `training.precision.policy.set_precision` for the
             layers of reduced-precision blocks. The conv runs in the input's dtype (the weight is cast to it).
     """
 

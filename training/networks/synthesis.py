@@ -19,7 +19,7 @@ from training.networks.layers import Conv, Dense, NoiseInjection, channels
 from training.networks.module import NamedModule, constant_init, normal_init
 from training.networks.positional import GridEncoding
 from training.networks.synthesis_layer import SQRT_HALF, LayerInputs, SynthesisLayer, ToRGB, upsample_maps
-from training.precision import FP32, LayerPrecision, to_float32
+from training.precision.policy import FP32, LayerPrecision, to_float32
 
 NOISE_MODES = ("const", "random", "none")
 
@@ -33,7 +33,7 @@ class Block(NamedModule):
     """One resolution block `{R}x{R}`: `Conv0_up`, `Conv1`, and the resnet `Skip` or the skip-arch `ToRGB`.
 
     Attributes:
-        precision: Compute dtype and activation clamp of the block (`training.precision`; float32 by default).
+        precision: Compute dtype and activation clamp of the block (`training.precision.policy`; float32 by default).
     """
 
     def __init__(self, cfg: GeneratorConfig, rng: np.random.Generator, r: int, in_ch: int, out_ch: int) -> None:

@@ -55,7 +55,7 @@ class SynthesisLayer(NamedModule):
         attend: Add the latents->image ("l2n") attention and the configured extras.
 
     Attributes:
-        clamp: Clamp of the output activation (None: none); set by `training.precision.set_precision` in
+        clamp: Clamp of the output activation (None: none); set by `training.precision.policy.set_precision` in
             reduced-precision blocks. The layer computes in its input's dtype, its attention in float32.
     """
 

@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from dnnlib.tflib.ops.quantize import quantize
-from training.crop import crop_to_content
+from dnnlib.crop import crop_to_content
 from training.projection import latents as latent_spaces
 from training.projection import noise_maps
 from training.projection.perceptual import Perceptual

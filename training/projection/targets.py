@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from dnnlib.util import UserError
-from training.crop import content_window, crop_to_content
+from dnnlib.crop import content_window, crop_to_content
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 DATASET_MARKERS = ("dataset.json",)
@@ -54,7 +54,7 @@ def _is_dataset(folder: str) -> bool:
 
 
 def _dataset_targets(folder: str, count: Optional[int]) -> list[Target]:
-    from training.dataset import open_dataset
+    from training.data.loader import open_dataset
 
     dataset = open_dataset(folder, max_images=count)
     out: list[Target] = []

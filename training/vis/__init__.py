@@ -7,5 +7,5 @@
 - `style_mix`: layer-wise and component-wise style-mixing grids.
 - `html_index`: the `index.html` page that shows every output grouped by kind.
 
-`training.visualize.vis` ties them together.
+`training.vis.visualize.vis` ties them together.
 """

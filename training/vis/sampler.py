@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from dnnlib.tflib.ops.quantize import quantize
-from training.crop import crop_to_content
+from dnnlib.crop import crop_to_content
 from training.networks.synthesis import NOISE_MODES
 
 MAP_CHOICES = (None, "last", "all")

@@ -20,7 +20,7 @@ import tensorflow as tf
 from PIL import Image
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..")))
-from training.dataset import open_dataset  # noqa: E402
+from training.data.loader import open_dataset  # noqa: E402
 from training.networks import build_networks  # noqa: E402
 from training.optimizer import Adam  # noqa: E402
 

@@ -10,7 +10,7 @@ and returns
 - `attention_maps` (models with attention only): float32 `[None, k, heads, H, W]`, the last attention layer's
   probabilities over the k local latents (they sum to 1 over axis 1).
 Load it with `tf.saved_model.load(DIR).signatures["serving_default"](z=..., truncation_psi=...)`.
-The graph computes in the precision G was set to (`training.precision.set_precision`; `generate.py --export
+The graph computes in the precision G was set to (`training.precision.policy.set_precision`; `generate.py --export
 --precision fp16`): inputs and outputs keep the dtypes above, the weights stay float32.
 """
 

@@ -13,7 +13,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from training.augment_geometry import reflect_indices
+from training.augment.geometry import reflect_indices
 
 LUMA = np.full(3, 1.0 / math.sqrt(3.0))
 # Image-space filter bank: 4 octave bands, lowest first, and the power an image is assumed to have in each (a

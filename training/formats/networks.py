@@ -1,8 +1,8 @@
 """Loading and saving networks: our data-only snapshots, the authors' TF1 pickles and catalog names.
 
 `load_networks(path_or_name)` accepts any of them and returns a `Networks` (`.G`, `.D`, `.Gs`). Nothing loaded is
-ever executed: our snapshots are JSON + .npy (`dnnlib.tflib.snapshot`), the authors' pickles go through a
-restricted unpickler (`dnnlib.tflib.legacy`).
+ever executed: our snapshots are JSON + .npy (`training.formats.archive`), the authors' pickles go through a
+restricted unpickler (`training.formats.tf1_pickle`).
 
 The networks' record is the single source of the facts of their training data for --eval, --vis and generate.py
 (`training_facts`): our snapshots carry the run's training options in their metadata; the authors' released models
@@ -20,16 +20,16 @@ from typing import Any, Optional
 import numpy as np
 
 from dnnlib.disk import disk_full_as_user_error
-from dnnlib.tflib import legacy
-from dnnlib.tflib.catalog import CATALOG as MODEL_CATALOG
-from dnnlib.tflib.catalog import resolve_network_path
-from dnnlib.tflib.snapshot import is_snapshot, read_snapshot, write_snapshot
+from training.formats import tf1_pickle as legacy
+from training.formats.pretrained import CATALOG as MODEL_CATALOG
+from training.formats.pretrained import resolve_network_path
+from training.formats.archive import is_snapshot, read_snapshot, write_snapshot
 from dnnlib.util import UserError
 from training import config as config_lib
-from training.checkpoint import list_snapshots
+from training.formats.checkpoint import list_snapshots
 from training.data.catalog import dataset_constants
-from training.legacy_convert import convert_variables, discriminator_config, generator_config
-from training.network_limits import check_networks_fit
+from training.formats.legacy_convert import convert_variables, discriminator_config, generator_config
+from training.networks.limits import check_networks_fit
 from training.networks.discriminator import Discriminator
 from training.networks.generator import Generator
 from training.networks.module import NamedModule
@@ -236,7 +236,7 @@ def load_networks(path_or_name: str, cache_dir: Optional[str] = None) -> Network
         nets = _load_legacy(path)
         entry = MODEL_CATALOG.get(path_or_name)
         if entry is not None:  # e.g. gdrive:clevr-snapshot.pkl: trained on clevr
-            dataset = entry.name.split("-")[0]
+            dataset = entry.dataset
             nets.metadata["training_options"] = dict(dataset=dataset, ratio=entry.ratio,
                                                      mirror_augment=dataset_constants(dataset)[2])
         return nets

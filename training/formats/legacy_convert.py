@@ -1,4 +1,4 @@
-"""Converts the authors' TF1 checkpoints (read by `dnnlib.tflib.legacy`) into our configs and variables (spec §7).
+"""Converts the authors' TF1 checkpoints (read by `training.formats.tf1_pickle`) into our configs and variables (spec §7).
 
 Both kwarg-naming generations are accepted (`z_dim`/`latent_size`, `w_dim`/`dlatent_size`, `channel_max`/`fmap_max`,
 ...). Missing kwargs take the defaults of the original build functions (e.g. `architecture` skip for G, `end_res` 20,
@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from dnnlib.tflib.legacy import LegacyNetwork
+from training.formats.tf1_pickle import LegacyNetwork
 from dnnlib.util import UserError
 from training.config import AttentionConfig, DiscriminatorConfig, GeneratorConfig
 

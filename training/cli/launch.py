@@ -16,9 +16,9 @@ import tensorflow as tf
 
 from dnnlib.util import UserError
 from training import presets
-from training.checkpoint import list_snapshots
-from training.cli_args import MODEL_FLAGS, parse_gpus, parse_metrics
-from training.cluster import read_tf_config, wait_for_peers
+from training.formats.checkpoint import list_snapshots
+from training.cli.flags import MODEL_FLAGS, parse_gpus, parse_metrics
+from training.cli.cluster import read_tf_config, wait_for_peers
 from training.config import DiscriminatorConfig, GeneratorConfig, auto_gamma, config_changes, to_dict
 from training.data.catalog import CATALOG, dataset_constants
 from training.options import TrainingOptions
@@ -71,7 +71,7 @@ def model_options(args: argparse.Namespace) -> dict[str, Any]:
 def open_training_dataset(args: argparse.Namespace, facts: Optional[dict[str, Any]] = None):
     """Opens `<data-dir>/<dataset>` with a one-line error when it is missing. `facts` (the networks' record, for
     --eval) supply the dataset name and resolution when --dataset / --resolution are not given."""
-    from training.dataset import open_dataset
+    from training.data.loader import open_dataset
     facts = facts or {}
     name, resolution = args.dataset or facts.get("dataset"), args.resolution or facts.get("resolution")
     if not name:
@@ -150,7 +150,7 @@ def dataset_mirror(args: argparse.Namespace) -> bool:
 
 def recorded_data_settings(args: argparse.Namespace, facts: dict[str, Any], dataset: Any) -> tuple[float, bool]:
     """`(ratio, mirror)` for --eval / --vis: an explicit --ratio / --mirror-augment, else the networks' record
-    (`training.snapshot.training_facts`), else what a training run with these flags would use. A flag that
+    (`training.formats.networks.training_facts`), else what a training run with these flags would use. A flag that
     contradicts the record is used, with a one-line note."""
     passed = {"ratio": args.ratio is not None, "mirror_augment": "mirror_augment" in vars(args)}
     derived = {"ratio": lambda: dataset_ratio(args, dataset), "mirror_augment": lambda: dataset_mirror(args)}
@@ -231,7 +231,7 @@ def check_architecture(g_cfg: GeneratorConfig, d_cfg: DiscriminatorConfig) -> No
     Raises:
         UserError: One line naming the flag (or the setting) and what fits.
     """
-    from training.network_limits import network_values
+    from training.networks.limits import network_values
     for name, cfg in (("G", g_cfg), ("D", d_cfg)):
         heads = cfg.attention.num_heads
         one_head = dataclasses.replace(cfg, attention=dataclasses.replace(cfg.attention, num_heads=1))
@@ -248,7 +248,7 @@ def check_architecture(g_cfg: GeneratorConfig, d_cfg: DiscriminatorConfig) -> No
 def check_pretrained(spec: str) -> None:
     """--pretrained-pkl of a new run: a catalog name must be known and a local file must exist (checked here, before
     the run dir is made; URLs and catalog files are fetched when the weights are loaded)."""
-    from dnnlib.tflib.catalog import CATALOG, CATALOG_PREFIX, resolve_network_path
+    from training.formats.pretrained import CATALOG, CATALOG_PREFIX, resolve_network_path
     spec = spec.strip()
     if spec.startswith(CATALOG_PREFIX):
         if spec not in CATALOG:

@@ -17,7 +17,7 @@ order, with ADA's default strengths:
 - 'c' (cutout, last): a square of half the image size at a uniform position set to 0.
 
 Geometric transforms ('b', 'g') are composed into one matrix per image and applied once
-(`training.augment_geometry.resample`); colour transforms into one 4x4 matrix. An image that no transform of a
+(`training.augment.geometry.resample`); colour transforms into one 4x4 matrix. An image that no transform of a
 stage touched leaves that stage bit-exactly unchanged, so `p = 0` is the identity. The pipeline is pure TensorFlow
 with static shapes (XLA) and second-order gradients (R1 runs through it).
 """
@@ -29,8 +29,8 @@ from typing import Mapping, Optional
 
 import tensorflow as tf
 
-from training import augment_color as color
-from training import augment_geometry as geom
+from training.augment import color
+from training.augment import geometry as geom
 
 # Transform -> strength (a multiplier of p) of each named pipeline, as the ADA paper's `--augpipe` names.
 _GROUPS = {

@@ -8,7 +8,7 @@ the gradients after the cross-replica sum, so every replica (and worker) skips t
 
 The state (S, the finite-step count, the total of skipped steps) is variables: `attach` stores it on the optimizer it
 scales (`opt.loss_scale`), so the checkpoint that saves the optimizer saves it and a resume continues bit-exactly
-(`training.checkpoint` restores checkpoints written without it, e.g. by fp32 runs, with a fresh state).
+(`training.formats.checkpoint` restores checkpoints written without it, e.g. by fp32 runs, with a fresh state).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ INITIAL_SCALE = 2.0 ** 6
 GROWTH_INTERVAL = 2000
 MIN_SCALE = 2.0 ** -14  # below this the float32 loss itself is no longer the problem
 MAX_SCALE = 2.0 ** 24
-ATTRIBUTE = "loss_scale"  # the optimizer attribute holding the state (`training.checkpoint.OPTIONAL_CHILDREN`)
+ATTRIBUTE = "loss_scale"  # the optimizer attribute holding the state (`training.formats.checkpoint.OPTIONAL_CHILDREN`)
 
 
 class LossScale(tf.Module):

@@ -13,6 +13,7 @@ import types
 from typing import Mapping, Optional
 
 from dnnlib.util import UserError, not_a_file_reason, open_url
+from training.data.catalog import dataset_constants
 
 CATALOG_PREFIX = "gdrive:"
 
@@ -25,19 +26,27 @@ class CatalogEntry:
         name: Catalog key without the prefix, e.g. "ffhq-snapshot.pkl" (also the cached file's name).
         url: Download URL.
         resolution: Generator output size (square, pixels).
-        ratio: Content height / width inside the square output (1.0 = whole image).
         eval_only: Released for evaluation only (the high-resolution models).
     """
 
     name: str
     url: str
     resolution: int
-    ratio: float
     eval_only: bool = False
 
     @property
     def key(self) -> str:
         return CATALOG_PREFIX + self.name
+
+    @property
+    def dataset(self) -> str:
+        """The dataset the model was trained on (the name's first part, e.g. "clevr")."""
+        return self.name.split("-")[0]
+
+    @property
+    def ratio(self) -> float:
+        """Content height / width inside the square output (1.0 = whole image), from the dataset catalog."""
+        return dataset_constants(self.dataset)[0]
 
 
 def _gdrive(file_id: str) -> str:
@@ -45,12 +54,12 @@ def _gdrive(file_id: str) -> str:
 
 
 _ENTRIES = (
-    CatalogEntry("clevr-snapshot.pkl", _gdrive("1sYtuNEi0HGBH1F8GW2JlF4mCRGGrtZa9"), 256, 0.75),
-    CatalogEntry("cityscapes-snapshot.pkl", _gdrive("1iL8S26IYCNAQmUS-6GYCVheKFtCE4ktQ"), 256, 0.5),
-    CatalogEntry("ffhq-snapshot.pkl", _gdrive("1-b0vwevUQs6LI_EybdO8XJ5uYSx63vEa"), 256, 1.0),
-    CatalogEntry("bedrooms-snapshot.pkl", _gdrive("1lrB4t3hOOpn8YiwHEduIZYzndHrsKX8z"), 256, 188 / 256),
-    CatalogEntry("cityscapes-snapshot-2048.pkl", _gdrive("1lJlbIuxF89-owG7vQSBYXc8y2RqqP_bP"), 2048, 0.5, True),
-    CatalogEntry("ffhq-snapshot-1024.pkl", _gdrive("1OcsibUthk2y8y0slf2lQnrYBAtmdJYCQ"), 1024, 1.0, True),
+    CatalogEntry("clevr-snapshot.pkl", _gdrive("1sYtuNEi0HGBH1F8GW2JlF4mCRGGrtZa9"), 256),
+    CatalogEntry("cityscapes-snapshot.pkl", _gdrive("1iL8S26IYCNAQmUS-6GYCVheKFtCE4ktQ"), 256),
+    CatalogEntry("ffhq-snapshot.pkl", _gdrive("1-b0vwevUQs6LI_EybdO8XJ5uYSx63vEa"), 256),
+    CatalogEntry("bedrooms-snapshot.pkl", _gdrive("1lrB4t3hOOpn8YiwHEduIZYzndHrsKX8z"), 256),
+    CatalogEntry("cityscapes-snapshot-2048.pkl", _gdrive("1lJlbIuxF89-owG7vQSBYXc8y2RqqP_bP"), 2048, True),
+    CatalogEntry("ffhq-snapshot-1024.pkl", _gdrive("1OcsibUthk2y8y0slf2lQnrYBAtmdJYCQ"), 1024, True),
 )
 
 CATALOG: Mapping[str, CatalogEntry] = types.MappingProxyType({e.key: e for e in _ENTRIES})

@@ -23,7 +23,7 @@ import tensorflow as tf
 from PIL import Image
 
 from dnnlib.util import UserError
-from training.crop import crop_to_content
+from dnnlib.crop import crop_to_content
 from training.data import records
 from training.data.catalog import dataset_constants
 from training.data.records import READ_BUFFER_BYTES, count_records

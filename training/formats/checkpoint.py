@@ -30,7 +30,7 @@ from dnnlib.util import UserError, write_atomic
 RECORD_SUFFIX = ".sha256.json"
 _CKPT_FILE = re.compile(r"^ckpt-(\d+)\.(?:index|data-\d{5}-of-\d{5})$")
 _SNAPSHOT_FILE = re.compile(r"^network-snapshot-(\d+(?:\.\d+)?)\.pkl$")
-# Attributes of saved objects that checkpoints may lack: `training.loss_scale.ATTRIBUTE` (on the optimizers).
+# Attributes of saved objects that checkpoints may lack: `training.precision.loss_scale.ATTRIBUTE` (on the optimizers).
 OPTIONAL_CHILDREN = ("loss_scale",)
 
 

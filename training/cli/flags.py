@@ -10,10 +10,10 @@ import argparse
 from typing import Any, Optional
 
 from dnnlib.util import OneLineArgumentParser, UserError
+from training.augment.modes import AUG_MODES
 from training.config import (ARCHITECTURES, FIELD_RANGES, INTEGRATIONS, MERGE_TYPES, NORMS, POS_INITS, POS_TYPES,
                              Range)
 
-AUG_MODES = ("noaug", "ada", "fixed", "diffaugment")  # --aug (training.ada); here without TensorFlow
 
 EXAMPLES = """\
 examples:
@@ -223,7 +223,7 @@ _MODEL_FIELDS = {  # flag -> the config field it sets (`training.presets.configs
     "mbstd-group-size": "mbstd_group_size",
 }
 MAX_IMAGES = 100_000  # samples of one --vis call (as generate.py)
-PRECISIONS = ("fp32", "fp16", "bf16")  # training.precision.PRECISIONS (that module imports TensorFlow)
+PRECISIONS = ("fp32", "fp16", "bf16")  # training.precision.policy.PRECISIONS (that module imports TensorFlow)
 # Ranges of the numeric flags that are not training options (those are `training.options.OPTION_RANGES`), by dest.
 FLAG_RANGES: dict[str, Range] = {
     **{flag.replace("-", "_"): Range(*FIELD_RANGES[name]) for flag, name in _MODEL_FIELDS.items()},
@@ -263,7 +263,7 @@ def check_flags(args: argparse.Namespace) -> None:
     Every number must be finite and in its range (`training.options.OPTION_RANGES` for the training options,
     `FLAG_RANGES` for the others), `--gpus` must parse, `--batch-size` must split into `--batch-gpu` micro-batches and
     `--metrics` must name registered metrics when they will run. The architecture (e.g. `--num-heads` dividing each
-    attention width) is checked when the configs are built (`training.launch.check_architecture`). Imports
+    attention width) is checked when the configs are built (`training.cli.launch.check_architecture`). Imports
     TensorFlow (through the options and the metric registry): call it after the device environment is set.
 
     Raises:
@@ -278,7 +278,7 @@ def check_flags(args: argparse.Namespace) -> None:
         else:
             FLAG_RANGES.get(dest, Range()).check("--" + dest.replace("_", "-"), value, integer=isinstance(value, int))
     check_option("gpus", parse_gpus(args.gpus))
-    from training.run_folder import check_folder_flag, check_name
+    from dnnlib.paths import check_folder_flag, check_name
     check_name("--expname", args.expname)
     check_folder_flag("--result-dir", args.result_dir)
     check_folder_flag("--data-dir", args.data_dir)

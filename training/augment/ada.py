@@ -17,9 +17,9 @@ from typing import Any, Callable, Optional
 import tensorflow as tf
 
 from dnnlib.util import UserError
-from training.augment import PIPES, AdaPipeline
-from training.cli_args import AUG_MODES
-from training.diffaugment import DiffAugment, parse_policies
+from training.augment.pipeline import PIPES, AdaPipeline
+from training.augment.modes import AUG_MODES
+from training.augment.diffaugment import DiffAugment, parse_policies
 
 # images [B, H, W, C] float, p scalar, seed [2] int64 -> augmented images
 Augment = Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tf.Tensor]
