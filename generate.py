@@ -1,4 +1,5 @@
-"""Sample images from a trained generator (spec §6.1), optionally visualize it and export it as a SavedModel.
+"""Sample images from a trained generator (as the authors' `generate.py`), optionally visualize it and export
+it as a SavedModel.
 
 Examples:
     python generate.py --model gdrive:ffhq-snapshot.pkl --output-dir images --images-num 32

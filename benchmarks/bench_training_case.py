@@ -15,8 +15,8 @@ answers on stdout, one protocol line each (prefixed with `MARKER`; anything else
 Memory. Peak RSS is the process's own high-water mark (`VmHWM` of `/proc/self/status`), read after the last step:
 the most resident memory this case needed at any moment, from the import of TensorFlow to the end. It is a
 property of the case, not of the machine's load. `memory` holds `VmRSS` and `VmHWM` after each stage (import, build,
-trace + compile, first plain step, first R1 step, the timed steps) to show where memory goes. (Records made up to
-session 6 of round 2 compiled the phases one after the other in the first steps: a lower peak with XLA.) On a GPU,
+trace + compile, first plain step, first R1 step, the timed steps) to show where memory goes. (Records made before
+commit c416196 compiled the phases one after the other in the first steps: a lower peak with XLA.) On a GPU,
 `device_peak_mib` is TensorFlow's peak allocation on GPU:0 (`tf.config.experimental.get_memory_info`), else None.
 """
 

@@ -1,7 +1,8 @@
 """The one crop to a dataset's content rows, for generator outputs, dataset images, metrics and visualizations.
 
-Datasets whose images are not square are stored padded to a square with `ratio` = content height / width (spec
-§4.2). `crop_to_content` keeps the central window of aspect `ratio` (the largest one, spec §4.2 `crop_max_rectangle`):
+Datasets whose images are not square are stored padded to a square with `ratio` = content height / width (as the
+authors' `dataset_tool.py` stores them). `crop_to_content` keeps the central window of aspect `ratio` (the largest
+one, as `crop_max_rectangle` of the authors' `training/misc.py`):
 on a square frame that is `round(ratio * H)` rows starting at `(H - rows) // 2`. It is idempotent, so an image that
 already has the aspect `ratio` — a generator with `crop_ratio` returns only the content rows — is left as it is and
 nothing is cropped twice. `inclusive=True` is the original metrics' window of a square frame, rows

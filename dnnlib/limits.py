@@ -1,5 +1,5 @@
 """Bounds on what loading a file may allocate: caps derived from the largest real files, and the checks that apply
-them before anything is allocated (issue 12, item 8).
+them before anything is allocated.
 
 Every loader of a network or weights file reads sizes that the file *declares* (zip member sizes, array shapes,
 pickle opcodes) and refuses the file with one `UserError` line before allocating when they exceed:

@@ -1,4 +1,4 @@
-"""GAN losses and regularizers (spec §3.1), as pure functions of networks and batches.
+"""GAN losses and regularizers (as the authors' `training/loss.py`), as pure functions of networks and batches.
 
 G losses: `logistic_ns` softplus(−D(G(z))), `logistic` −softplus(D(G(z))), `hinge` −D(G(z)) (the standard generator
 hinge loss; the original's −max(0, 1 + D) has no gradient once D(G(z)) < −1), `wgan` −D(G(z)).

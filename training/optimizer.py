@@ -1,4 +1,5 @@
-"""Adam on plain `tf.Variable`s with StyleGAN2's lazy-regularization adjustment (spec §3.2).
+"""Adam on plain `tf.Variable`s with StyleGAN2's lazy-regularization adjustment (`mb_ratio` in the authors'
+`training/training_loop.py`).
 
 Defaults β1 = 0, β2 = 0.99, ε = 1e-8. For a net regularized every I minibatches, `mb_ratio = I / (I + 1)` and the
 optimizer uses `lr·mb_ratio`, `β1^mb_ratio`, `β2^mb_ratio` for both its main and its regularization steps, which

@@ -1,4 +1,5 @@
-"""The training loop (spec §3): strategy, data, G/D/Gs, optimizers, ticks, checkpoints, snapshots, images, maps,
+"""The training loop (after the authors' `training/training_loop.py`): strategy, data, G/D/Gs, optimizers, ticks,
+checkpoints, snapshots, images, maps,
 metrics and logs. Exact resume: the whole state lives in a `tf.train.Checkpoint`; latents and data order are pure
 functions of (seed, minibatch index), so training 2T ticks equals training T, stopping, and training T more.
 """
@@ -73,7 +74,7 @@ class Trainer:
             self.Gs = Generator(g_cfg, seed=opts.seed)
             for src, dst in zip(self.G.variables, self.Gs.variables):
                 dst.assign(src)
-            # The lazy-regularization adjustment applies to both nets even without a regularizer (spec §3.2).
+            # The lazy-regularization adjustment applies to both nets even without a regularizer (as the authors' code).
             self.g_opt = Adam(self.G.trainable_variables, opts.g_lr, reg_interval=opts.g_reg_interval, name="g_opt")
             self.d_opt = Adam(self.D.trainable_variables, opts.d_lr, reg_interval=opts.d_reg_interval, name="d_opt")
             self.progress = Progress()

@@ -1,4 +1,4 @@
-"""The augmentation of a run (`--aug`) and ADA's adaptive probability p (issue 13).
+"""The augmentation of a run (`--aug`) and ADA's adaptive probability p.
 
 `--aug noaug` (default): D sees the images as they are. `fixed`: the ADA pipeline (`--augpipe`) with a constant
 `--p`. `ada`: the same pipeline with p adapted to D's overfitting: the heuristic `r_t = E[sign(D(reals))]` is

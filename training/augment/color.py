@@ -1,4 +1,4 @@
-"""Pixel-value transforms of the ADA pipeline (issue 13): colour matrices, image-space filtering, noise, cutout.
+"""Pixel-value transforms of the ADA pipeline: colour matrices, image-space filtering, noise, cutout.
 
 Images are NHWC float32 in about [-1, 1] (0 is mid-grey). Colour transforms are 4x4 homogeneous matrices acting on
 (R, G, B, 1) per sample, composed by matrix products and applied once (`apply_color`). Luma here is the mean of

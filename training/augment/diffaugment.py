@@ -1,4 +1,4 @@
-"""DiffAugment (Zhao et al., NeurIPS 2020): cheap differentiable augmentations of every image D sees (issue 13).
+"""DiffAugment (Zhao et al., NeurIPS 2020): cheap differentiable augmentations of every image D sees.
 
 Policies, always applied (there is no probability `p`), with the paper's strengths, on NHWC images in [-1, 1]:
 

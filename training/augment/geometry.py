@@ -1,4 +1,4 @@
-"""Geometric part of the ADA pipeline (issue 13): per-sample 3x3 matrices and one resampling per image.
+"""Geometric part of the ADA pipeline: per-sample 3x3 matrices and one resampling per image.
 
 Coordinates: pixel (row i, column j) of an `H x W` image sits at the centred position `x = j - (W - 1) / 2`,
 `y = i - (H - 1) / 2` (x to the right, y down). A transform is a 3x3 homogeneous matrix acting on `(x, y, 1)`.

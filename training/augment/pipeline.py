@@ -1,4 +1,4 @@
-"""Adaptive discriminator augmentation (StyleGAN2-ADA, Karras et al. 2020): the augmentation pipeline (issue 13).
+"""Adaptive discriminator augmentation (StyleGAN2-ADA, Karras et al. 2020): the augmentation pipeline.
 
 Every image D sees goes through `AdaPipeline(images, p, seed)`. Each transform of the chosen pipeline is applied to
 each image independently with probability `p` (its own random parameters per image, from a stateless seed), in this

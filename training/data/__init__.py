@@ -1,9 +1,9 @@
-"""Dataset preparation library behind `prepare_data.py` (spec §4).
+"""Dataset preparation library behind `prepare_data.py` (the authors' `prepare_data.py` and `dataset_tool.py`).
 
 Modules:
     catalog     the paper's datasets (URLs, md5s, sizes, ratios, gammas), download and install.
     archive     zip checks and extraction that refuses escaping members.
-    preprocess  spec §4.2 per-image preprocessing (crop to ratio, pad, Lanczos resize).
+    preprocess  the authors' per-image preprocessing (crop to ratio, pad, Lanczos resize).
     sources     readers of custom images: folders, zips, npy, hdf5, lmdb, tfds.
     labels      class labels from labels.json / CSV / sub-folder names.
     records     the on-disk TFRecord layouts (ours and the original's).

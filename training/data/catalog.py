@@ -1,9 +1,10 @@
-"""The paper's datasets (spec §4.1): where they come from, how `prepare_data.py` installs them, and the per-dataset
+"""The paper's datasets (the catalog of the authors' `prepare_data.py`): where they come from, how `prepare_data.py`
+installs them, and the per-dataset
 constants every other module looks up here (content ratio, R1 gamma, mirror augmentation; `dataset_constants`).
 
 ffhq, clevr and cityscapes are published as TFRecords in the original multi-resolution layout; they are
 installed as-is (one file, or unzipped) and read directly by `training.data.loader`. bedrooms (LSUN) is an
-LMDB of encoded images, converted with the spec §4.2 preprocessing into our record format.
+LMDB of encoded images, converted with the authors' preprocessing (`training.data.preprocess`) into our record format.
 Downloads go through `dnnlib.util.open_url` into `<data-dir>/downloads/` (resumable, md5-checked, Google
 Drive confirmation handled, completed downloads re-used); `--source FILE` uses a local copy instead.
 """
@@ -44,7 +45,7 @@ class CatalogEntry:
         resolution: resolution the paper trains at.
         gamma: R1 weight the authors recommend (the --ganformer-default preset).
         images_note: remark on the count.
-        mirror: the --ganformer-default preset trains with mirror augmentation (spec §1.2).
+        mirror: the --ganformer-default preset trains with mirror augmentation (as the authors' `run_network.py`).
     """
 
     name: str

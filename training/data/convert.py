@@ -1,4 +1,5 @@
-"""Conversion pipeline: image source -> spec §4.2 preprocessing -> atomic sharded dataset, with a summary.
+"""Conversion pipeline: image source -> the authors' preprocessing (`preprocess`) -> atomic sharded dataset,
+with a summary.
 
 1. Check the output name (refuse an existing dataset unless overwriting) and the options.
 2. Scan image headers (sources that allow it): non-images are skipped and counted, images too small for

@@ -1,4 +1,5 @@
-"""tf.data input pipeline for training, metrics and visualization (spec §4.4, with its epoch cap removed).
+"""tf.data input pipeline for training, metrics and visualization (the authors'
+`training/dataset.py`, without an epoch cap).
 
 `open_dataset(path)` accepts:
     * a folder written by `prepare_data.py` (`dataset.json` + TFRecord shards, raw or PNG records);

@@ -1,4 +1,4 @@
-"""Per-image preprocessing of spec §4.2, kept identical so FIDs stay comparable with the paper's.
+"""Per-image preprocessing of the authors' `dataset_tool.py`, kept identical so FIDs stay comparable with the paper's.
 
 Pipeline for one image (all sizes in pixels, W = width, H = height):
     1. convert to 8-bit RGB (grayscale, palette, RGBA/LA, CMYK, 16-bit and float modes handled);
@@ -48,7 +48,7 @@ def _scale_high_bit_depth(img: Image.Image) -> Image.Image:
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
-    """Converts any PIL image to 8-bit RGB (step 1 of spec §4.2).
+    """Converts any PIL image to 8-bit RGB (step 1 of the pipeline above).
 
     Args:
         img: a PIL image of any mode (1, L, P, RGB, RGBA, LA, CMYK, YCbCr, I, I;16, F, ...).
@@ -71,7 +71,8 @@ def to_rgb(img: Image.Image) -> Image.Image:
 
 
 def crop_max_rectangle(img: Image.Image, ratio: float) -> Image.Image:
-    """Crops the largest centred rectangle with height / width == ratio (step 2 of spec §4.2).
+    """Crops the largest centred rectangle with height / width == ratio (step 2 of the pipeline above; the authors'
+    `crop_max_rectangle`).
 
     Args:
         img: PIL image of size (W, H).
@@ -92,7 +93,8 @@ def crop_max_rectangle(img: Image.Image, ratio: float) -> Image.Image:
 
 
 def pad_min_square(img: Image.Image) -> Image.Image:
-    """Pastes the image centred on a black square of side max(W, H) (step 3 of spec §4.2)."""
+    """Pastes the image centred on a black square of side max(W, H) (step 3 of the pipeline above; the authors'
+    `pad_min_square`)."""
     width, height = img.size
     side = max(width, height)
     if width == height:
@@ -103,7 +105,7 @@ def pad_min_square(img: Image.Image) -> Image.Image:
 
 
 def natural_resolution(width: int, height: int, ratio: float) -> int:
-    """The resolution an image of this size ends at without `--resolution` (spec §4.2 step 4).
+    """The resolution an image of this size ends at without `--resolution` (step 4 of the pipeline above).
 
     Args:
         width: image width in pixels.
@@ -121,7 +123,7 @@ def natural_resolution(width: int, height: int, ratio: float) -> int:
 
 
 def preprocess_image(img: Image.Image, ratio: float, resolution: int | None = None) -> np.ndarray:
-    """Applies the whole spec §4.2 pipeline to one image.
+    """Applies the whole pipeline above to one image.
 
     Args:
         img: a PIL image of any mode and size.

@@ -1,4 +1,4 @@
-"""On-disk TFRecord layouts: this project's format and the original GANformer/StyleGAN2 one (spec §4.3).
+"""On-disk TFRecord layouts: this project's format and the original GANformer/StyleGAN2 one.
 
 Ours (written by `training.data.writer`): a folder with `dataset.json` and shards
 `<name>-<shard:05d>-of-<count:05d>.tfrecord`. Each record is a `tf.train.Example` with

@@ -1,4 +1,4 @@
-"""Converts the authors' TF1 checkpoints (read by `training.formats.tf1_pickle`) into our configs and variables (spec §7).
+"""Converts the authors' TF1 checkpoints (read by `training.formats.tf1_pickle`) into our configs and variables.
 
 Both kwarg-naming generations are accepted (`z_dim`/`latent_size`, `w_dim`/`dlatent_size`, `channel_max`/`fmap_max`,
 ...). Missing kwargs take the defaults of the original build functions (e.g. `architecture` skip for G, `end_res` 20,

@@ -1,4 +1,4 @@
-"""GANformer and baseline networks as `tf.Module`s (spec §2)."""
+"""GANformer and baseline networks as `tf.Module`s (the authors' `training/networks.py`)."""
 
 from __future__ import annotations
 

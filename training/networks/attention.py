@@ -1,4 +1,5 @@
-"""Bipartite attention: the GANformer transformer layer (Hudson & Zitnick 2021, §3; spec §2.4.2).
+"""Bipartite attention: the GANformer transformer layer (Hudson & Zitnick 2021, §3; `transformer_layer` of the authors'
+`training/networks.py`).
 
 Notation: B batch; F = H·W "from" elements (image positions) or k latents; T "to" elements; C the from-tensor's
 channels; `dim` the attention width; N heads of size h = dim/N; P_X, P_Y positional encodings of from/to elements.

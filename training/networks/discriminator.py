@@ -1,4 +1,5 @@
-"""Discriminator (spec §2.5): `resnet` / `skip` / `orig` architectures, minibatch stddev, labels (projection onto
+"""Discriminator (`Discriminator` of the authors' `training/networks.py`): `resnet` / `skip` / `orig` architectures,
+minibatch stddev, labels (projection onto
 the label vector, as the original), and the optional aggregator attention (`--d-transformer`).
 """
 

@@ -1,5 +1,5 @@
-"""Generator wrapper (spec §2.3 "Generator wrapper"): mapping + synthesis, w_avg tracking, truncation, style
-mixing, component mixing and component dropout. Owns the latent positional embeddings `ltnt_emb/emb`.
+"""Generator wrapper (`Generator` of the authors' `training/networks.py`): mapping + synthesis, w_avg tracking,
+truncation, style mixing, component mixing and component dropout. Owns the latent positional embeddings `ltnt_emb/emb`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""k-GAN component merging (spec §2.4.5): k images are generated in parallel and merged at one resolution.
+"""k-GAN component merging (`merge_images` of the authors' `training/networks.py`): k images are generated in parallel
+and merged at one resolution.
 
 A 1x1 conv (`merge{r}/weight [1, 1, C, 1]`, no bias) scores each of the k feature maps per pixel; the merge weights
 `a [B, k, H, W]` are then

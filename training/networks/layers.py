@@ -1,4 +1,5 @@
-"""Equalized-learning-rate building blocks (StyleGAN2 §B / spec §2.2): dense, conv, modulated conv, noise, ToRGB.
+"""Equalized-learning-rate building blocks (ProGAN, Karras et al. 2018, §4.1; `get_weight` of the authors'
+`training/networks.py`): dense, conv, modulated conv, noise, ToRGB.
 
 Weights are stored as N(0, 1/lrmul²) and multiplied at run time by `gain / sqrt(fan_in) * lrmul` (fan_in = product
 of all weight dims but the last); biases are stored as zeros and multiplied by `lrmul`. Layouts follow the original

@@ -1,4 +1,5 @@
-"""Mapping network z -> w (spec §2.3): per-component MLP for the k local latents, a separate MLP for the global
+"""Mapping network z -> w (`G_mapping` of the authors' `training/networks.py`): per-component MLP for the k local
+latents, a separate MLP for the global
 latent, optional self-attention among the local latents (`mapping_ltnt2ltnt`), resnet variant, `mapping_dim`,
 `mapping_shared_dim` and lr multiplier 0.01. Only the local latents are pixel-normalized (as the original).
 """

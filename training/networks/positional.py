@@ -1,4 +1,5 @@
-"""Positional encodings of the image grid and of the latents (spec §2.4.1).
+"""Positional encodings of the image grid and of the latents (`get_positional_encoding` and `get_embeddings` of the
+authors' `training/networks.py`).
 
 Image-grid encodings are `[H*W, D]`, flattened row-major (index `y*W + x`) to match the `[B, H*W, C]` feature
 layout of the attention layers. Coordinates are `c = linspace(-1, 1, S)`.

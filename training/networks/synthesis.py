@@ -1,4 +1,5 @@
-"""Synthesis network w -> image (spec §2.4): const or latent-stem input, `orig`/`skip`/`resnet` architectures,
+"""Synthesis network w -> image (`G_synthesis` of the authors' `training/networks.py`): const or latent-stem input,
+`orig`/`skip`/`resnet` architectures,
 global style modulation, per-layer noise, bipartite attention on log2-resolutions [start_res, end_res), the extra
 layer before ToRGB, k-GAN component merging. NHWC inside.
 """

@@ -1,5 +1,5 @@
-"""One synthesis layer (spec §2.4): modulated conv -> attention (l2n, then optional n2l / l2l / n2n) -> noise ->
-bias + lrelu·√2; and the ToRGB head with its optional `extraLayer`.
+"""One synthesis layer (of `G_synthesis` in the authors' `training/networks.py`): modulated conv -> attention (l2n, then
+optional n2l / l2l / n2n) -> noise -> bias + lrelu·√2; and the ToRGB head with its optional `extraLayer`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Building blocks of the sampling and visualization tools (spec §6).
+"""Building blocks of the sampling and visualization tools (after the authors' `generate.py` and
+`training/visualize.py`).
 
 - `imageio`: float -> uint8 quantization, ratio crop, grids, atomic PNG/GIF/.npy writers.
 - `palette`: HLS palette and colouring of attention maps (soft, hard, blends).

@@ -1,4 +1,4 @@
-"""Style-mixing grids (spec §6.2 `style_mix`).
+"""Style-mixing grids (the `style_mix` visualization of the authors' `training/visualize.py`).
 
 Column sources go on the top row, row sources in the left column. Every other cell takes the column source's ws
 and replaces part of them by the row source's: the first `n` broadcast slots ("layer" mixing: the coarse layers

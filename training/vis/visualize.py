@@ -1,5 +1,5 @@
-"""Visualizations of a generator (spec §6.2): `vis(Gs, output_dir, kinds, ...)`, used by `run_network.py --vis`
-and by `generate.py --vis-*`.
+"""Visualizations of a generator (after `vis` of the authors' `training/visualize.py`): `vis(Gs, output_dir, kinds,
+...)`, used by `run_network.py --vis` and by `generate.py --vis-*`.
 
 Kinds (named after the original's `--vis-*` flags) and what they write under `output_dir` (`<id>` = the sample's
 seed, 6 digits; with `step` every name gets a `<step:06d>_` prefix):
