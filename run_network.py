@@ -54,7 +54,7 @@ def xla_cache_dir(args: argparse.Namespace) -> Optional[str]:
         tf_version = version("tensorflow")
     except PackageNotFoundError:
         tf_version = "unknown"
-    from dnnlib.util import default_cache_dir
+    from dnnlib.download import default_cache_dir
     return os.path.join(args.cache_dir or default_cache_dir(), f"xla-{tf_version}")
 
 
@@ -173,7 +173,8 @@ def _claim_run_dir(args: argparse.Namespace, plan: dict, chief: bool) -> None:
 
 def train(args: argparse.Namespace, launch, strategy, plan: dict) -> None:
     """--train, second half: writes the run record and runs the training loop."""
-    from dnnlib.util import Logger, write_json_atomic
+    from dnnlib.files import write_json_atomic
+    from dnnlib.util import Logger
     from training.training_loop import Trainer, is_chief
     chief = is_chief(strategy)
     _claim_run_dir(args, plan, chief)

@@ -29,7 +29,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from dnnlib.util import OneLineArgumentParser, UserError, atomic_file, print_user_error, write_json_atomic  # noqa: E402
+from dnnlib.files import atomic_file, write_json_atomic  # noqa: E402
+from dnnlib.util import OneLineArgumentParser, UserError, print_user_error  # noqa: E402
 
 BASE_FLAGS = ["--train", "--ganformer-default", "--dataset", "shapes", "--components-num", "8", "--latent-size", "128",
               "--mapping-ltnt2ltnt", "false", "--style", "false", "--channel-max", "32", "--batch-size", "16",

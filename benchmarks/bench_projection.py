@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import generate  # noqa: E402
-from dnnlib.util import write_json_atomic  # noqa: E402
+from dnnlib.files import write_json_atomic  # noqa: E402
 from training.vis.imageio import make_grid, save_png  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

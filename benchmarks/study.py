@@ -46,8 +46,9 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from benchmarks import study_report  # noqa: E402
-from dnnlib.util import OneLineArgumentParser, UserError, print_user_error, write_json_atomic  # noqa: E402
-from training.cli.flags import gamma_value  # noqa: E402
+from dnnlib.files import write_json_atomic  # noqa: E402
+from dnnlib.util import OneLineArgumentParser, UserError, print_user_error  # noqa: E402
+from training.options import gamma_value  # noqa: E402
 from training.config import auto_gamma  # noqa: E402
 
 # run_network.py flags per model name. "ganformer" is the paper's CLEVR preset (k=8 latents of 128 dims, no

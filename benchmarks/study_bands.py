@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from dnnlib.util import atomic_file
+from dnnlib.files import atomic_file
 
 BANDS = ("fid", "fg_ari", "locality")  # metrics reported as mean and min-max over seeds
 LABELS = {"fid": "FID", "fg_ari": "FG-ARI", "locality": "locality"}

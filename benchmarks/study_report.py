@@ -20,7 +20,7 @@ import numpy as np
 
 from benchmarks import study_bands
 from benchmarks.study_bands import summary_table  # noqa: F401 (the table printed by study.py)
-from dnnlib.util import write_atomic, write_json_atomic
+from dnnlib.files import write_atomic, write_json_atomic
 
 SAMPLES = 32  # final samples per run (4 rows of 8)
 
@@ -90,12 +90,13 @@ def run_record(run: str, batch_size: int, ari_metric: str, locality_metric: str)
 def final_samples(run: str, out_png: str, seed: int) -> dict[str, int]:
     """Samples `SAMPLES` images from the run's final Gs (ψ = 1, stored noise) and returns parameter counts."""
     from training.formats import networks as snapshot
-    from training.vis.imageio import make_grid, save_png, to_uint8
+    from dnnlib.tflib.ops.quantize import quantize_numpy
+    from training.vis.imageio import make_grid, save_png
     nets = snapshot.load_networks(os.path.join(run, "network-final.pkl"))
     z = np.random.RandomState(seed).randn(SAMPLES, *nets.Gs.latent_shape).astype(np.float32)
     images = nets.Gs(z, None, truncation_psi=1.0, noise_mode="const")
     images = images[0] if isinstance(images, (tuple, list)) else images
-    save_png(out_png, make_grid(to_uint8(np.asarray(images)), cols=8, pad=1))
+    save_png(out_png, make_grid(quantize_numpy(np.asarray(images)), cols=8, pad=1))
     count = lambda net: int(sum(np.prod(v.shape) for v in net.trainable_variables))  # noqa: E731
     return {"G": count(nets.G), "D": count(nets.D)}
 

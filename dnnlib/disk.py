@@ -29,15 +29,15 @@ def is_disk_full(exc: BaseException) -> bool:
 
 
 def format_bytes(count: Optional[float]) -> str:
-    """`"0 B"`, `"812 B"`, `"14.2 kB"`, `"3.1 MB"`, `"1.27 GB"` (powers of 1000); `"?"` for None."""
+    """A size in binary units, for messages: `"0 B"`, `"812 B"`, `"14.2 KiB"`, `"3.1 MiB"`, `"1.3 GiB"`, `"2.0 TiB"`
+    (powers of 1024, one decimal); `"?"` for None (unknown)."""
     if count is None:
         return "?"
-    value = float(max(count, 0))
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if value < 1000 or unit == "TB":
-            return f"{int(value)} {unit}" if unit == "B" else f"{value:.3g} {unit}"
-        value /= 1000
-    return f"{value:.3g} TB"  # pragma: no cover - unreachable
+    value = max(float(count), 0.0)
+    for unit, shift in (("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if value >= 1 << shift:
+            return f"{value / (1 << shift):.1f} {unit}"
+    return f"{int(value)} B"
 
 
 def free_bytes(path: str) -> Optional[int]:
@@ -52,7 +52,7 @@ def free_bytes(path: str) -> Optional[int]:
 
 
 def disk_full_error(what: str, folder: str, needed: Optional[int], note: str = "") -> UserError:
-    """The one-line error: `disk full: could not write <what> to <folder> (needs about N MB, M MB free there)`.
+    """The one-line error: `disk full: could not write <what> to <folder> (needs about N MiB, M MiB free there)`.
 
     Args:
         what: What was being written, e.g. `"checkpoint ckpt-12"`.

@@ -27,6 +27,7 @@ import pickletools
 import zipfile
 from typing import Any, Callable, Iterable
 
+from dnnlib.disk import format_bytes
 from dnnlib.util import UserError
 
 LARGEST_MODEL_VALUES = 146_774_781
@@ -37,14 +38,6 @@ ZIP_EXPANSION_CAP = 16 << 20
 JSON_MEMBER_CAP = 16 << 20
 SETTINGS_MAX_DEPTH = 32
 SETTINGS_MAX_NODES = 100_000
-
-
-def format_bytes(num_bytes: int) -> str:
-    """`1.5 GiB`-style size."""
-    for unit, shift in (("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)):
-        if num_bytes >= 1 << shift:
-            return f"{num_bytes / (1 << shift):.1f} {unit}"
-    return f"{num_bytes} bytes"
 
 
 class ReadBudget:

@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from dnnlib import util
+from dnnlib import download
 from metrics import images as image_utils
 from metrics.inception import FeatureNet, load_inception
 from metrics.inception_score import InceptionScoreAccumulator
@@ -130,7 +130,7 @@ class EvalContext:
                    dataset_images=getattr(self.dataset, "num_images", None), **extra)
         digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
         safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in str(key["name"]))[:40] or "dataset"
-        return os.path.join(self.cache_dir or util.default_cache_dir(), "metrics",
+        return os.path.join(self.cache_dir or download.default_cache_dir(), "metrics",
                             f"{digest}-{kind}-{safe}-{num_images}.npz")
 
     def _load_cached(self, path: str, load: Callable[[str], T]) -> Optional[T]:

@@ -186,7 +186,7 @@ def load_inception(path: Optional[str] = None, cache_dir: Optional[str] = None) 
 
     Args:
         path: Explicit weights file or URL (`--inception PATH`), or None for the default order.
-        cache_dir: Download cache dir (default `dnnlib.util.default_cache_dir()`).
+        cache_dir: Download cache dir (default `dnnlib.download.default_cache_dir()`).
 
     Returns:
         A `FeatureNet`.

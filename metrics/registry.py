@@ -19,7 +19,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import tensorflow as tf
 
-from dnnlib.util import UserError, write_atomic
+from dnnlib.files import write_atomic
+from dnnlib.util import UserError
 from metrics import fid as fid_lib
 from metrics import kid as kid_lib
 from metrics import ppl as ppl_lib
@@ -177,7 +178,7 @@ def compute_locality(ctx: EvalContext, n: int) -> Results:
 
 
 def _append_jsonl(path: str, record: Dict[str, Any]) -> None:
-    """Appends one JSON line, rewriting the file with `dnnlib.util.write_atomic` so it is never half-written."""
+    """Appends one JSON line, rewriting the file with `dnnlib.files.write_atomic` so it is never half-written."""
     old = open(path, encoding="utf-8").read() if os.path.isfile(path) else ""
     if old and not old.endswith("\n"):
         old += "\n"

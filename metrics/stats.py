@@ -7,7 +7,8 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from dnnlib.util import UserError, write_atomic
+from dnnlib.files import write_atomic
+from dnnlib.util import UserError
 
 
 class FeatureStats:
@@ -184,7 +185,7 @@ def check_feature_rows(data: Dict[str, np.ndarray], max_items: int, dim: Optiona
 
 
 def save_npz_atomic(path: str, **arrays: np.ndarray) -> None:
-    """Writes arrays to an `.npz` with `dnnlib.util.write_atomic` (never a half-written file)."""
+    """Writes arrays to an `.npz` with `dnnlib.files.write_atomic` (never a half-written file)."""
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     write_atomic(path, buf.getvalue())

@@ -17,7 +17,7 @@ sys.path.insert(0, ROOT)
 
 import numpy as np  # noqa: E402
 
-from dnnlib import util  # noqa: E402
+from dnnlib import files  # noqa: E402
 from metrics import context, registry  # noqa: E402
 
 STALL_KIND, _, STALL_AT = os.environ.get("STALL", "").partition(":")
@@ -53,8 +53,8 @@ def load_stand_in(path: str = None, cache_dir: str = None) -> StandInNet:
 
 
 def write_atomic_stalling(path: str, data, fsync: bool = True) -> None:
-    """`dnnlib.util.write_atomic` that can stall between writing the temporary file and renaming it."""
-    with util.atomic_file(path, fsync=fsync) as f:
+    """`dnnlib.files.write_atomic` that can stall between writing the temporary file and renaming it."""
+    with files.atomic_file(path, fsync=fsync) as f:
         f.write(data.encode("utf-8") if isinstance(data, str) else data)
         if _stalls_here("write") and os.path.basename(path).startswith("metric-"):
             f.flush()

@@ -1,4 +1,4 @@
-"""Every file writer goes through `dnnlib.util.write_atomic`: fsynced, and after a failed write the previous file is
+"""Every file writer goes through `dnnlib.files.write_atomic`: fsynced, and after a failed write the previous file is
 intact and no temporary file is left behind."""
 
 import json

@@ -1,4 +1,4 @@
-"""Catalog downloads against a loopback HTTP server (through dnnlib.util.open_url): resume after an
+"""Catalog downloads against a loopback HTTP server (through dnnlib.download.open_url): resume after an
 interrupted run, md5 checks, re-use, local copies; zip extraction safety; installing original TFRecords."""
 
 import hashlib

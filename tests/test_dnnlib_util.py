@@ -1,4 +1,5 @@
-"""Tests for dnnlib.util: Logger, format_time and open_url (against a local HTTP server on 127.0.0.1)."""
+"""Tests for dnnlib.util (Logger, format_time) and dnnlib.download.open_url (against a local HTTP server on
+127.0.0.1)."""
 
 import hashlib
 import http.server
@@ -11,7 +12,7 @@ import urllib.parse
 import numpy as np
 import pytest
 
-from dnnlib import util
+from dnnlib import download, util
 from dnnlib.util import UserError
 
 PAYLOAD = np.random.RandomState(0).bytes(300_000)
@@ -103,47 +104,47 @@ def _read(path):
 
 def test_download_checksum_and_cache_reuse(server, tmp_path):
     url = server.base + "/file.bin"
-    path = util.open_url(url, cache_dir=str(tmp_path), md5=PAYLOAD_MD5, sha256=PAYLOAD_SHA256, return_path=True,
+    path = download.open_url(url, cache_dir=str(tmp_path), md5=PAYLOAD_MD5, sha256=PAYLOAD_SHA256, return_path=True,
                          progress=False)
     assert _read(path) == PAYLOAD
-    assert path == util.cache_path_for(url, str(tmp_path))
+    assert path == download.cache_path_for(url, str(tmp_path))
     assert os.path.dirname(path) == str(tmp_path)
     assert not os.path.exists(path + ".partial")
     n = len(server.requests)
-    with util.open_url(url, cache_dir=str(tmp_path), md5=PAYLOAD_MD5, progress=False) as f:  # cache hit
+    with download.open_url(url, cache_dir=str(tmp_path), md5=PAYLOAD_MD5, progress=False) as f:  # cache hit
         assert f.read() == PAYLOAD
     assert len(server.requests) == n
 
 
 def test_cache_dir_from_environment(server, tmp_path, monkeypatch):
     monkeypatch.setenv("GANFORMER_CACHE_DIR", str(tmp_path / "envcache"))
-    path = util.open_url(server.base + "/file.bin", return_path=True, progress=False, file_name="x.pkl")
+    path = download.open_url(server.base + "/file.bin", return_path=True, progress=False, file_name="x.pkl")
     assert path.startswith(str(tmp_path / "envcache")) and path.endswith("_x.pkl")
     assert _read(path) == PAYLOAD
 
 
 def test_resume_from_partial_file(server, tmp_path):
     url = server.base + "/file.bin"
-    dest = util.cache_path_for(url, str(tmp_path))
+    dest = download.cache_path_for(url, str(tmp_path))
     with open(dest + ".partial", "wb") as f:
         f.write(PAYLOAD[:100_000])
-    path = util.open_url(url, cache_dir=str(tmp_path), sha256=PAYLOAD_SHA256, return_path=True, progress=False)
+    path = download.open_url(url, cache_dir=str(tmp_path), sha256=PAYLOAD_SHA256, return_path=True, progress=False)
     assert _read(path) == PAYLOAD
     assert server.requests == [("/file.bin", {}, "bytes=100000-")]
 
 
 def test_server_without_range_support_restarts(server, tmp_path):
     url = server.base + "/norange.bin"
-    dest = util.cache_path_for(url, str(tmp_path))
+    dest = download.cache_path_for(url, str(tmp_path))
     with open(dest + ".partial", "wb") as f:
         f.write(b"x" * 5000)  # garbage prefix must be discarded, not kept
-    path = util.open_url(url, cache_dir=str(tmp_path), md5=PAYLOAD_MD5, return_path=True, progress=False)
+    path = download.open_url(url, cache_dir=str(tmp_path), md5=PAYLOAD_MD5, return_path=True, progress=False)
     assert _read(path) == PAYLOAD
 
 
 def test_interrupted_download_is_resumed_by_retry(server, tmp_path):
     url = server.base + "/flaky.bin"
-    path = util.open_url(url, cache_dir=str(tmp_path), md5=PAYLOAD_MD5, return_path=True, progress=False)
+    path = download.open_url(url, cache_dir=str(tmp_path), md5=PAYLOAD_MD5, return_path=True, progress=False)
     assert _read(path) == PAYLOAD
     ranges = [r[2] for r in server.requests]
     assert len(ranges) == 2 and ranges[0] is None
@@ -153,15 +154,15 @@ def test_interrupted_download_is_resumed_by_retry(server, tmp_path):
 def test_checksum_mismatch_removes_file(server, tmp_path):
     url = server.base + "/file.bin"
     with pytest.raises(UserError, match="md5") as info:
-        util.open_url(url, cache_dir=str(tmp_path), md5="0" * 32, progress=False)
+        download.open_url(url, cache_dir=str(tmp_path), md5="0" * 32, progress=False)
     assert url in str(info.value)
-    dest = util.cache_path_for(url, str(tmp_path))
+    dest = download.cache_path_for(url, str(tmp_path))
     assert not os.path.exists(dest) and not os.path.exists(dest + ".partial")
 
 
 def test_http_error_is_user_error(server, tmp_path):
     with pytest.raises(UserError, match="HTTP 404"):
-        util.open_url(server.base + "/missing.bin", cache_dir=str(tmp_path), progress=False)
+        download.open_url(server.base + "/missing.bin", cache_dir=str(tmp_path), progress=False)
 
 
 def test_unreachable_url_gives_offline_hint(tmp_path):
@@ -171,17 +172,17 @@ def test_unreachable_url_gives_offline_hint(tmp_path):
     sock.close()  # nothing listens on this port now
     url = f"http://127.0.0.1:{port}/ffhq.pkl"
     with pytest.raises(UserError) as info:
-        util.open_url(url, cache_dir=str(tmp_path), num_attempts=2, timeout=5, progress=False, file_name="ffhq.pkl")
+        download.open_url(url, cache_dir=str(tmp_path), num_attempts=2, timeout=5, progress=False, file_name="ffhq.pkl")
     msg = str(info.value)
     assert url in msg and "local file path" in msg
-    assert util.cache_path_for(url, str(tmp_path), "ffhq.pkl") in msg
+    assert download.cache_path_for(url, str(tmp_path), "ffhq.pkl") in msg
     assert "\n" not in msg
 
 
 @pytest.mark.parametrize("file_id", ["form", "cookie"])
 def test_google_drive_confirm_flow(server, tmp_path, monkeypatch, file_id):
-    monkeypatch.setattr(util, "_is_gdrive", lambda url: True)
-    path = util.open_url(f"{server.base}/uc?id={file_id}", cache_dir=str(tmp_path), md5=PAYLOAD_MD5,
+    monkeypatch.setattr(download, "_is_gdrive", lambda url: True)
+    path = download.open_url(f"{server.base}/uc?id={file_id}", cache_dir=str(tmp_path), md5=PAYLOAD_MD5,
                          return_path=True, progress=False, file_name="net.pkl")
     assert _read(path) == PAYLOAD
     assert path.endswith("_net.pkl")
@@ -189,24 +190,24 @@ def test_google_drive_confirm_flow(server, tmp_path, monkeypatch, file_id):
 
 
 def test_google_drive_page_without_confirmation(server, tmp_path, monkeypatch):
-    monkeypatch.setattr(util, "_is_gdrive", lambda url: True)
+    monkeypatch.setattr(download, "_is_gdrive", lambda url: True)
     with pytest.raises(UserError, match="Google Drive returned a web page"):
-        util.open_url(f"{server.base}/uc?id=quota", cache_dir=str(tmp_path), progress=False)
+        download.open_url(f"{server.base}/uc?id=quota", cache_dir=str(tmp_path), progress=False)
 
 
 def test_local_paths_and_file_urls(tmp_path):
     p = tmp_path / "a b.bin"
     p.write_bytes(PAYLOAD)
-    assert util.open_url(str(p), return_path=True, md5=PAYLOAD_MD5) == str(p)
-    with util.open_url(p.as_uri(), sha256=PAYLOAD_SHA256) as f:
+    assert download.open_url(str(p), return_path=True, md5=PAYLOAD_MD5) == str(p)
+    with download.open_url(p.as_uri(), sha256=PAYLOAD_SHA256) as f:
         assert f.read() == PAYLOAD
     with pytest.raises(UserError, match="checksum mismatch"):
-        util.open_url(str(p), md5="1" * 32)
+        download.open_url(str(p), md5="1" * 32)
     assert p.exists()  # a user's own file is never deleted
     with pytest.raises(UserError, match="file not found"):
-        util.open_url(str(tmp_path / "nope.pkl"))
+        download.open_url(str(tmp_path / "nope.pkl"))
     with pytest.raises(UserError, match="unsupported URL scheme"):
-        util.open_url("ftp://example.com/x.pkl")
+        download.open_url("ftp://example.com/x.pkl")
 
 
 # ---------------------------------------------------------------------------------------------------------------

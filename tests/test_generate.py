@@ -12,7 +12,7 @@ from PIL import Image
 import generate
 from training.networks import build_networks
 from training.formats.networks import save_networks
-from training.vis.imageio import to_uint8
+from dnnlib.tflib.ops.quantize import quantize_numpy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURE = os.path.join(ROOT, "tests", "fixtures", "official", "ganformer-ffhq-32")
@@ -54,7 +54,7 @@ def test_snapshot_seeds_count_size_ratio(snapshot, tmp_path, capsys):
     assert pngs == ["sample_000000.png", "sample_000001.png", "sample_000002.png", "sample_000005.png"]
     assert _read(out, 5).shape == (12, 16, 3)
     z = np.random.RandomState(5).randn(1, *Gs.latent_shape).astype(np.float32)
-    expect = to_uint8(Gs(z, truncation_psi=0.5).numpy())[0, 2:14]
+    expect = quantize_numpy(Gs(z, truncation_psi=0.5).numpy())[0, 2:14]
     assert np.abs(_read(out, 5).astype(int) - expect).max() <= 1
     printed = capsys.readouterr().out
     assert "Wrote 4 images to " + os.path.abspath(out) in printed
@@ -68,7 +68,7 @@ def test_images_num_default_psi_and_vis_flags(snapshot, tmp_path):
                 "--vis-rich-num", "1") == 0
     assert sorted(f for f in os.listdir(out) if f.startswith("sample_")) == [f"sample_{i:06d}.png" for i in range(3)]
     z = np.random.RandomState(2).randn(1, *Gs.latent_shape).astype(np.float32)
-    expect = to_uint8(Gs(z, truncation_psi=0.7).numpy())[0]  # default --truncation-psi 0.7
+    expect = quantize_numpy(Gs(z, truncation_psi=0.7).numpy())[0]  # default --truncation-psi 0.7
     assert np.abs(_read(out, 2).astype(int) - expect).max() <= 1
     assert sorted(os.listdir(os.path.join(out, "maps"))) == ["000000.png", "000001.png", "000002.png"]
     assert len(os.listdir(os.path.join(out, "latents-w"))) == 3
@@ -83,7 +83,7 @@ def test_official_pickle_reproduces_reference_images(tmp_path):
     assert _run("--model", os.path.join(FIXTURE, "network.pkl"), "--latents", z_path, "--truncation-psi", "1",
                 "--output-dir", out, "--batch-size", "8") == 0
     got = np.stack([_read(out, i) for i in range(8)]).astype(int)
-    expect = to_uint8(ref["images_psi1"].transpose(0, 2, 3, 1)).astype(int)  # NCHW -> NHWC, then quantized
+    expect = quantize_numpy(ref["images_psi1"].transpose(0, 2, 3, 1)).astype(int)  # NCHW -> NHWC, then quantized
     assert got.shape == (8, 32, 32, 3)
     assert np.abs(got - expect).max() <= 1
     assert (got != expect).mean() < 0.01

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import requests
 
-from dnnlib import util
+from dnnlib import download
 from training.formats import pretrained as catalog
 from training.formats import tf1_pickle as legacy
 from training.formats import archive as snapshot
@@ -325,7 +325,7 @@ def _no_network(*args, **kwargs):
 def test_catalog_cache_hit_needs_no_network(tmp_path, monkeypatch):
     monkeypatch.setattr(requests.Session, "get", _no_network)
     entry = catalog.CATALOG["gdrive:ffhq-snapshot.pkl"]
-    cached = util.cache_path_for(entry.url, str(tmp_path), entry.name)
+    cached = download.cache_path_for(entry.url, str(tmp_path), entry.name)
     with open(_fixture(NAMES[0]), "rb") as src, open(cached, "wb") as dst:
         dst.write(src.read())
     path = catalog.resolve_network_path("gdrive:ffhq-snapshot.pkl", cache_dir=str(tmp_path))
@@ -334,13 +334,13 @@ def test_catalog_cache_hit_needs_no_network(tmp_path, monkeypatch):
 
 def test_catalog_offline_message(tmp_path, monkeypatch):
     monkeypatch.setattr(requests.Session, "get", _no_network)
-    monkeypatch.setattr(util.time, "sleep", lambda s: None)
+    monkeypatch.setattr(download.time, "sleep", lambda s: None)
     with pytest.raises(UserError) as info:
         catalog.resolve_network_path("gdrive:clevr-snapshot.pkl", cache_dir=str(tmp_path), progress=False)
     msg = str(info.value)
     entry = catalog.CATALOG["gdrive:clevr-snapshot.pkl"]
     assert msg.startswith("gdrive:clevr-snapshot.pkl: ") and entry.url in msg
-    assert "local file path" in msg and util.cache_path_for(entry.url, str(tmp_path), entry.name) in msg
+    assert "local file path" in msg and download.cache_path_for(entry.url, str(tmp_path), entry.name) in msg
 
 
 def test_resolve_unknown_and_local(tmp_path):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dnnlib import util
+from dnnlib import download
 from dnnlib.util import UserError
 from metrics import inception, netfiles, torchzip
 from test_metrics_torchzip import Module, write_pt
@@ -127,7 +127,7 @@ def test_offline_without_any_file_is_one_clear_line(tmp_path, monkeypatch):
         raise UserError(f"{url}: no network connection")
 
     monkeypatch.setattr(netfiles, "package_file", lambda *a, **k: None)
-    monkeypatch.setattr(util, "open_url", offline)
+    monkeypatch.setattr(download, "open_url", offline)
     with pytest.raises(UserError) as info:
         inception.load_inception(cache_dir=str(tmp_path))
     message = str(info.value)

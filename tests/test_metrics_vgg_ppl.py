@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dnnlib import util
+from dnnlib import download
+from dnnlib.files import file_sha256
 from dnnlib.util import UserError
 from metrics import images, netfiles, ppl, precision_recall, registry, vgg16
 from test_metrics_registry import MemDataset, TinyG
@@ -134,7 +135,7 @@ def test_wrong_or_partial_weights_are_user_errors(tmp_path, tensors):
 
 
 def test_vgg16_offline_without_file_is_one_line(tmp_path, monkeypatch):
-    monkeypatch.setattr(util, "open_url", lambda url, **kw: (_ for _ in ()).throw(UserError(f"{url}: offline")))
+    monkeypatch.setattr(download, "open_url", lambda url, **kw: (_ for _ in ()).throw(UserError(f"{url}: offline")))
     with pytest.raises(UserError) as info:
         vgg16.load_vgg16(cache_dir=str(tmp_path))
     msg = str(info.value)
@@ -152,7 +153,7 @@ def test_precision_recall_through_registry_matches_direct(tmp_path, vgg_file, vg
     fake_f = vgg.features(tf.constant(fakes)).numpy()
     p, r = precision_recall.precision_recall(real_f, fake_f, k=3)
     assert rec["results"]["precision"] == pytest.approx(p) and rec["results"]["recall"] == pytest.approx(r)
-    assert rec["feature_network_sha256"] == netfiles.file_sha256(vgg_file)
+    assert rec["feature_network_sha256"] == file_sha256(vgg_file)
 
 
 def test_slerp_properties():

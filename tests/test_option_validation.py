@@ -15,7 +15,8 @@ import typing
 import pytest
 
 import run_network
-from dnnlib.util import UserError, write_json_atomic
+from dnnlib.files import write_json_atomic
+from dnnlib.util import UserError
 from tests.train_helpers import make_shapes, run_cli
 from training.cli import flags as cli_args
 from training.cli import launch

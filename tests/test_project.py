@@ -19,7 +19,8 @@ from training.projection.schedule import Schedule
 from training.projection.targets import read_targets
 from training.formats.networks import save_networks
 from training.vis import latent_edit
-from training.vis.imageio import save_png, to_uint8
+from dnnlib.tflib.ops.quantize import quantize_numpy
+from training.vis.imageio import save_png
 
 # tanh keeps the random generator's pixels in [-1, 1], so its images are exactly representable targets.
 TINY = dict(channel_max=16, components_num=2, latent_dim=16, tanh=True)
@@ -38,7 +39,7 @@ def gen():
 def targets(gen):
     """Two images the tiny model makes from known latents (psi 1, stored noise)."""
     z = np.random.RandomState(11).randn(2, *gen[0].latent_shape).astype(np.float32)
-    return to_uint8(gen[0](z).numpy())
+    return quantize_numpy(gen[0](z).numpy())
 
 
 @pytest.fixture(scope="module")

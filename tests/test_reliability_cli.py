@@ -155,7 +155,7 @@ def test_disk_full_at_a_checkpoint_is_one_line_and_keeps_the_earlier_one(trained
         _trainer(run, data, total_kimg=0.008).run()
     message = str(info.value)
     assert "\n" not in message and message.startswith("disk full: could not write checkpoint ckpt-2"), message
-    assert re.search(r"\(needs about [\d.]+ [kM]B, ", message) and "intact" in message, message
+    assert re.search(r"\(needs about [\d.]+ [KM]iB, ", message) and "intact" in message, message
     assert not glob.glob(os.path.join(run, "checkpoints", "ckpt-2*"))  # the partial files are removed
     assert {k: v for k, v in _files(run).items() if k.startswith("checkpoints/ckpt-1")} == before
     assert checksum_problem(os.path.join(run, "checkpoints", "ckpt-1")) is None

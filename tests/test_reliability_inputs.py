@@ -17,7 +17,8 @@ import tensorflow as tf
 
 import generate
 import prepare_data
-from dnnlib.util import UserError, write_atomic
+from dnnlib.files import write_atomic
+from dnnlib.util import UserError
 from run_network import _run_trainer
 from run_network import main as run_network
 from tests.test_reliability_cli import _gen, _save_tiny
@@ -299,4 +300,4 @@ def test_nearly_full_disk_in_prepare_data_uses_readable_units(tmp_path, monkeypa
     monkeypatch.setattr(convert, "_free_bytes", lambda folder: 1500)
     assert prepare_data.main(["--shapes", "--resolution", "16", "--max-images", "40", "--data-dir",
                               str(tmp_path)]) == 2
-    assert "needs about 30.7 kB but only 1.5 kB are free" in _one_error(capsys)
+    assert "needs about 30.0 KiB but only 1.5 KiB are free" in _one_error(capsys)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dnnlib import util
+from dnnlib import download
 from dnnlib.util import UserError
 from metrics import context, inception, netfiles, registry
 from tests.test_metrics_registry import MemDataset, StandInNet, TinyG
@@ -124,18 +124,18 @@ def test_a_cached_network_file_that_fails_its_checksum_is_discarded_and_download
                                                                                          capsys):
     good = b"the network weights"
     downloads = (netfiles.Download("https://example.invalid/net.pt", hashlib.sha256(good).hexdigest(), "net.pt"),)
-    cached = util.cache_path_for(downloads[0].url, str(tmp_path))
+    cached = download.cache_path_for(downloads[0].url, str(tmp_path))
     with open(cached, "wb") as f:
         f.write(good[:7])  # a torn download left in the cache
     fetched = []
 
-    def download(url, cache_dir=None, sha256=None, return_path=False, **kwargs):
+    def fetch(url, cache_dir=None, sha256=None, return_path=False, **kwargs):
         fetched.append(url)
         with open(cached, "wb") as f:
             f.write(good)
         return cached
 
-    monkeypatch.setattr(util, "open_url", download)
+    monkeypatch.setattr(download, "open_url", fetch)
     found = netfiles.resolve("Test net", downloads, cache_dir=str(tmp_path))
     out = capsys.readouterr().out.strip().splitlines()
     assert out == [f"{cached}: cached file does not match its published sha256 (damaged); discarded"]

@@ -6,7 +6,8 @@ import os
 
 import pytest
 
-from dnnlib.util import UserError, write_json_atomic
+from dnnlib.files import write_json_atomic
+from dnnlib.util import UserError
 from tests.train_helpers import make_shapes
 from training.config import AttentionConfig, DiscriminatorConfig, GeneratorConfig, config_changes, to_dict
 

@@ -145,6 +145,35 @@ def test_keep_samples_false_keeps_only_the_newest_grids(data_dir, tmp_path):
         assert os.listdir(os.path.join(str(tmp_path), "visuals", kind)) == ["000000.008.png"]
 
 
+def test_training_maps_are_the_samplers_images_and_the_visualizations_drawings(data_dir, tmp_path):
+    """`visuals/maps/<kimg>.png`: `MAP_SAMPLES` samples, `MAP_COLUMNS` a row, each image | hard | blend | soft drawn by
+    `palette.map_views` (the default blend alpha) from the Sampler's uint8 images and last-layer maps (heads
+    averaged)."""
+    from PIL import Image
+
+    from training.training_loop import MAP_COLUMNS, MAP_SAMPLES
+    from training.vis.palette import DEFAULT_BLEND_ALPHA, blend, hard_maps, latent_palette, map_views
+    from training.vis.sampler import Sampler
+    trainer = _trainer(str(tmp_path), data_dir)
+    trainer.write_maps(0.0)
+    grid = np.asarray(Image.open(os.path.join(str(tmp_path), "visuals", "maps", "000000.000.png")))
+    res = Sampler(trainer.Gs, batch_size=4).generate(trainer._grid_latents()[:MAP_SAMPLES],
+                                                     psi=trainer.G.cfg.truncation_psi, maps="last")
+    images, probs = res["images"], res["maps"].mean(axis=2)
+    n, h, w, _ = images.shape
+    rows = -(-n // MAP_COLUMNS)
+    assert n == MAP_SAMPLES
+    assert grid.shape == (rows * h + (rows - 1) * 2, MAP_COLUMNS * 4 * w + (MAP_COLUMNS - 1) * 2, 3)
+    views = map_views(probs, images, latent_palette(probs.shape[1]))
+    hard = hard_maps(probs, latent_palette(probs.shape[1]))
+    assert np.array_equal(views["blends"], blend(hard, images, DEFAULT_BLEND_ALPHA))
+    for i in (0, 5, n - 1):
+        r, c = divmod(i, MAP_COLUMNS)
+        cell = grid[r * (h + 2): r * (h + 2) + h, c * (4 * w + 2): c * (4 * w + 2) + 4 * w]
+        for j, tile in enumerate((images[i], views["maps"][i], views["blends"][i], views["softmaps"][i])):
+            np.testing.assert_array_equal(cell[:, j * w:(j + 1) * w], tile)
+
+
 def test_fine_tuning_downloads_into_the_cache_dir(data_dir, tmp_path, monkeypatch):
     from training import training_loop
     seen = []

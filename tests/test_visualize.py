@@ -13,7 +13,8 @@ from PIL import Image
 from dnnlib.util import UserError
 from training.networks import build_networks
 from dnnlib.crop import crop_to_content
-from training.vis import imageio, interpolation, palette, style_mix
+from dnnlib.tflib.ops.quantize import quantize_numpy
+from training.vis import interpolation, palette, style_mix
 from training.vis.html_index import write_index
 from training.vis.sampler import Sampler
 from training.vis.visualize import KINDS, vis
@@ -82,9 +83,9 @@ def test_colouring_of_one_hot_maps():
     np.testing.assert_array_equal(palette.blend(hard, img, 0.0), hard)
 
 
-def test_to_uint8_and_ratio_crop():
+def test_quantize_numpy_and_ratio_crop():
     x = np.array([-1.0, -0.999, 0.0, 1.0, 5.0, -7.0], np.float32).reshape(1, 1, 6, 1)
-    assert imageio.to_uint8(x).ravel().tolist() == [0, 0, 128, 255, 255, 0]
+    assert quantize_numpy(x).ravel().tolist() == [0, 0, 128, 255, 255, 0]
     img = np.arange(32 * 32 * 3).reshape(1, 32, 32, 3)
     assert crop_to_content(img, 0.75).shape == (1, 24, 32, 3)
     assert crop_to_content(img, 0.5)[0, 0, 0, 0] == img[0, 8, 0, 0]  # central rows
@@ -139,7 +140,7 @@ def test_sampler_maps_are_probabilities(G):
     # w path (mapping + synthesis) == z path, and images match the generator's own output
     again = s.synthesize(s.mapping(z, psi=0.7))["images"]
     np.testing.assert_array_equal(again, res["images"])
-    direct = imageio.to_uint8(G(z, truncation_psi=0.7).numpy())[:, 2:14]
+    direct = quantize_numpy(G(z, truncation_psi=0.7).numpy())[:, 2:14]
     assert np.abs(direct.astype(int) - res["images"]).max() <= 1
 
 
@@ -177,7 +178,7 @@ def test_every_kind_writes_its_files(all_kinds, G):
 def test_sample_image_equals_generator_output_and_first_mixing_frame(all_kinds, G):
     out, _ = all_kinds
     z = np.random.RandomState(10).randn(1, *G.latent_shape).astype(np.float32)
-    expect = imageio.to_uint8(G(z, truncation_psi=0.7).numpy())[0]
+    expect = quantize_numpy(G(z, truncation_psi=0.7).numpy())[0]
     got = _png(os.path.join(out, "images", "000010.png"))
     assert np.abs(got.astype(int) - expect).max() <= 1
     for space in ("z", "w"):  # interpolations start at the sample itself

@@ -11,7 +11,8 @@ from typing import Any, Optional
 import numpy as np
 import tensorflow as tf
 
-from dnnlib.util import format_time, write_atomic
+from dnnlib.files import write_atomic
+from dnnlib.util import format_time
 
 # Statistics logged as their value at the end of the tick rather than the mean over it (states, running totals).
 LAST_VALUE_PREFIXES = ("LossScale/",)

@@ -18,7 +18,8 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from dnnlib.disk import disk_full_as_user_error, format_bytes
-from dnnlib.util import write_atomic
+from dnnlib.files import write_atomic
+from dnnlib.tflib.ops.quantize import quantize_numpy
 from metrics import attention_stats
 from training.formats import networks as snapshot
 from training.augment.ada import AugmentState
@@ -30,8 +31,9 @@ from training.optimizer import Adam
 from training.options import TrainingOptions
 from training.steps import TrainingSteps
 from training.train_log import StatsLog, peak_memory_gb, status_line
-from training.vis.imageio import make_grid, save_png, to_uint8
-from training.vis.palette import DEFAULT_BLEND_ALPHA, blend, hard_maps, latent_palette, soft_maps
+from training.vis.imageio import make_grid, save_png
+from training.vis.palette import latent_palette, map_views
+from training.vis.sampler import Sampler
 
 # Samples of the attention-map grid and samples per row (each sample is four tiles: image, hard, blend, soft).
 MAP_SAMPLES, MAP_COLUMNS = 16, 4
@@ -366,7 +368,7 @@ class Trainer:
         """`visuals/images/<kimg>.png`: Gs on fixed latents (stored noise, ψ from the G config)."""
         z = self._grid_latents()
         images = self.Gs(z, self._grid_labels(len(z)), truncation_psi=self.G.cfg.truncation_psi, noise_mode="const")
-        grid = make_grid(to_uint8(images.numpy()), cols=self.opts.grid_size[0])
+        grid = make_grid(quantize_numpy(images.numpy()), cols=self.opts.grid_size[0])
         self._save_grid("images", kimg, grid)
         self.log.image("fakes", grid, step=int(kimg * 1000))
 
@@ -375,13 +377,11 @@ class Trainer:
         latent's colour) | the hard map blended over the image | the soft map, of the last attention layer (heads
         averaged), `MAP_COLUMNS` samples a row."""
         z = self._grid_latents()[:MAP_SAMPLES]
-        images, maps = self.Gs(z, self._grid_labels(len(z)), truncation_psi=self.G.cfg.truncation_psi,
-                               noise_mode="const", return_maps=True)
-        probs = maps.numpy()[:, :, -1].mean(axis=2)  # [B, k, H, W]: last layer, heads averaged
-        colours = latent_palette(probs.shape[1])
-        rgb = to_uint8(images.numpy())
-        hard = hard_maps(probs, colours)
-        tiles = np.concatenate([rgb, hard, blend(hard, rgb, DEFAULT_BLEND_ALPHA), soft_maps(probs, colours)], axis=2)
+        res = Sampler(self.Gs, batch_size=MAP_SAMPLES, noise_mode="const").generate(
+            z, self._grid_labels(len(z)), psi=self.G.cfg.truncation_psi, maps="last")
+        probs = res["maps"].mean(axis=2)  # [B, k, H, W]: last layer, heads averaged
+        views = map_views(probs, res["images"], latent_palette(probs.shape[1]))
+        tiles = np.concatenate([res["images"], views["maps"], views["blends"], views["softmaps"]], axis=2)
         grid = make_grid(tiles, cols=MAP_COLUMNS, pad=2)
         self._save_grid("maps", kimg, grid)
         self.log.image("attention_maps", grid, step=int(kimg * 1000))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from dnnlib.limits import format_bytes
+from dnnlib.disk import format_bytes
 from dnnlib.util import UserError
 
 

@@ -5,7 +5,7 @@ constants every other module looks up here (content ratio, R1 gamma, mirror augm
 ffhq, clevr and cityscapes are published as TFRecords in the original multi-resolution layout; they are
 installed as-is (one file, or unzipped) and read directly by `training.data.loader`. bedrooms (LSUN) is an
 LMDB of encoded images, converted with the authors' preprocessing (`training.data.preprocess`) into our record format.
-Downloads go through `dnnlib.util.open_url` into `<data-dir>/downloads/` (resumable, md5-checked, Google
+Downloads go through `dnnlib.download.open_url` into `<data-dir>/downloads/` (resumable, md5-checked, Google
 Drive confirmation handled, completed downloads re-used); `--source FILE` uses a local copy instead.
 """
 
@@ -19,7 +19,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from dnnlib import util
+from dnnlib import download
+from dnnlib.files import replace_folder
 from dnnlib.util import UserError
 from training.data import archive, records
 from training.data.writer import check_target, dataset_lock, publish, staging_dir, write_json
@@ -96,10 +97,10 @@ def fetch(entry: CatalogEntry, data_dir: Path, source: str | None, progress: boo
         UserError: wrong md5, missing --source file, network failure (the partial file is kept), disk full.
     """
     if source is not None:
-        return Path(util.open_url(str(source), md5=entry.md5, return_path=True))
+        return Path(download.open_url(str(source), md5=entry.md5, return_path=True))
     cache = data_dir / "downloads"
     try:
-        return Path(util.open_url(entry.url, cache_dir=str(cache), md5=entry.md5, return_path=True,
+        return Path(download.open_url(entry.url, cache_dir=str(cache), md5=entry.md5, return_path=True,
                                   progress=progress, file_name=entry.file_name))
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -107,7 +108,7 @@ def fetch(entry: CatalogEntry, data_dir: Path, source: str | None, progress: boo
                             f"command again to resume (or use another --data-dir)") from exc
         raise
     except UserError as exc:
-        partial = util.cache_path_for(entry.url, str(cache), entry.file_name) + ".partial"
+        partial = download.cache_path_for(entry.url, str(cache), entry.file_name) + ".partial"
         if os.path.isfile(partial) and os.path.getsize(partial) > 0:
             raise UserError(f"{exc}; {os.path.getsize(partial) / 2**20:.1f} MiB are kept in {partial}: run the same "
                             f"command again to resume") from exc
@@ -168,8 +169,7 @@ def extract_lmdb(entry: CatalogEntry, downloaded: Path, data_dir: Path, progress
         inner = next((p.parent for p in partial.rglob("data.mdb")), None)
         if inner is None:
             raise UserError(f"{downloaded}: holds no LMDB (data.mdb); re-download it")
-        shutil.rmtree(folder, ignore_errors=True)
-        os.replace(inner, folder)
+        replace_folder(inner, folder)
         marker.write_text(entry.md5 + "\n")
     finally:
         shutil.rmtree(partial, ignore_errors=True)

@@ -14,7 +14,6 @@ folder, one file set per resolution 2^XX; records with `shape` int64 [C, H, W] a
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -25,6 +24,8 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+
+from dnnlib.files import file_sha256
 
 FORMAT_NAME = "gansformer-tf2-tfrecords"
 FORMAT_VERSION = 1
@@ -118,11 +119,7 @@ def count_records(path: Path) -> int:
 
 def file_digest(path: str | Path) -> dict[str, Any]:
     """`{"bytes": size, "sha256": hex}` of a file (recorded per shard in `dataset.json`)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return {"bytes": os.path.getsize(path), "sha256": digest.hexdigest()}
+    return {"bytes": os.path.getsize(path), "sha256": file_sha256(path)}
 
 
 def walk_records(path: str | Path) -> tuple[int, str | None]:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from dnnlib.disk import format_bytes
+from dnnlib.files import replace_folder
 from dnnlib.locks import FolderLock
 from dnnlib.util import UserError
 from training.data import records
@@ -106,17 +107,10 @@ def publish(tmp_dir: Path, target: Path, overwrite: bool = True) -> None:
     Raises:
         UserError: `target` exists and `overwrite` is False.
     """
-    old = None
     if target.exists() and not overwrite:
         raise UserError(f"{target}: dataset already exists (written by another process meanwhile); nothing "
                         "replaced: pass --overwrite to replace it or choose another --task")
-    if target.exists():
-        old = target.parent / f".{target.name}.old-{os.getpid()}"
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(target, old)
-    os.replace(tmp_dir, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    replace_folder(tmp_dir, target)
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

@@ -27,7 +27,9 @@ from typing import Any, Dict, Tuple
 import numpy as np
 
 from dnnlib import limits
-from dnnlib.util import UserError, atomic_file
+from dnnlib.files import atomic_file
+from dnnlib.npy import read_npy_header
+from dnnlib.util import UserError
 
 FORMAT_NAME = "ganformer-tf2-snapshot"
 FORMAT_VERSION = 1
@@ -134,13 +136,7 @@ def _check_npy_header(zf: zipfile.ZipFile, member: str, shape: Tuple[int, ...], 
                       where: str, path: str) -> None:
     """The member's .npy header must declare the indexed shape and dtype, and the member hold exactly that data."""
     with zf.open(member) as f:
-        version = np.lib.format.read_magic(f)
-        if version == (1, 0):
-            got_shape, fortran, got_dtype = np.lib.format.read_array_header_1_0(f)
-        elif version == (2, 0):
-            got_shape, fortran, got_dtype = np.lib.format.read_array_header_2_0(f)
-        else:
-            raise ValueError(f"unsupported .npy version {version}")
+        got_shape, _, got_dtype = read_npy_header(f)
         data_bytes = zf.getinfo(member).file_size - f.tell()
     nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
     if got_shape != shape or got_dtype != dtype or data_bytes != nbytes:

@@ -14,7 +14,6 @@ leaves it at its initial values.
 from __future__ import annotations
 
 import glob
-import hashlib
 import json
 import os
 import re
@@ -25,7 +24,8 @@ from typing import Optional
 import tensorflow as tf
 
 from dnnlib.disk import disk_full_as_user_error
-from dnnlib.util import UserError, write_atomic
+from dnnlib.files import file_sha256, write_atomic
+from dnnlib.util import UserError
 
 RECORD_SUFFIX = ".sha256.json"
 _CKPT_FILE = re.compile(r"^ckpt-(\d+)\.(?:index|data-\d{5}-of-\d{5})$")
@@ -71,18 +71,10 @@ def _listdir(directory: str) -> list[str]:
     return os.listdir(directory) if os.path.isdir(directory) else []
 
 
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def write_checksums(prefix: str) -> None:
     """Records the size and sha256 of the checkpoint's files in `<prefix>.sha256.json` (atomically)."""
     files = [prefix + ".index"] + sorted(glob.glob(glob.escape(prefix) + ".data-*"))
-    record = {os.path.basename(p): {"bytes": os.path.getsize(p), "sha256": _sha256(p)} for p in files}
+    record = {os.path.basename(p): {"bytes": os.path.getsize(p), "sha256": file_sha256(p)} for p in files}
     write_atomic(prefix + RECORD_SUFFIX, json.dumps({"files": record}, indent=1) + "\n")
 
 
@@ -110,14 +102,14 @@ def checksum_problem(prefix: str) -> Optional[str]:
             return f"{name} is missing"
         if os.path.getsize(path) != size:
             return f"{name} has {os.path.getsize(path)} bytes, {size} when saved (truncated or overwritten)"
-        if _sha256(path) != sha:
+        if file_sha256(path) != sha:
             return f"{name} differs from its sha256 recorded when saved (the file is corrupt)"
     return None
 
 
 def clean_leftovers(run_dir: str) -> list[str]:
     """Removes what a killed run leaves behind: TF's `checkpoints/ckpt-*_temp/` folders and index temporaries, and
-    the `.<name>.tmp-*` files of every atomic write (`dnnlib.util.atomic_file`: checksum records, snapshots, the run
+    the `.<name>.tmp-*` files of every atomic write (`dnnlib.files.atomic_file`: checksum records, snapshots, the run
     record, stats, rewritten TensorBoard events, image grids) in the run dir and its `visuals/` folders, and records
     of deleted checkpoints. Call at start, before anything writes into the run dir (the run's lock is held);
     returns the removed paths."""

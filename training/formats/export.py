@@ -25,6 +25,7 @@ from typing import Any
 
 import tensorflow as tf
 
+from dnnlib.files import replace_folder
 from dnnlib.util import UserError
 from dnnlib.tflib.ops.quantize import quantize
 
@@ -89,14 +90,7 @@ def export_saved_model(G: Any, export_dir: str, precision: str = "fp32") -> str:
                 "images": "uint8 NHWC, round(clip((x + 1) * 127.5, 0, 255))", "precision": precision}
         with open(os.path.join(tmp, "ganformer_export.json"), "w") as f:
             json.dump(info, f, indent=1)
-        if os.path.exists(export_dir):
-            old = export_dir + ".old"
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(export_dir, old)
-            os.replace(tmp, export_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, export_dir)
+        replace_folder(tmp, export_dir)
     finally:
         if os.path.exists(tmp):
             shutil.rmtree(tmp, ignore_errors=True)

@@ -12,7 +12,9 @@ import re
 import types
 from typing import Mapping, Optional
 
-from dnnlib.util import UserError, not_a_file_reason, open_url
+from dnnlib.download import open_url
+from dnnlib.files import not_a_file_reason
+from dnnlib.util import UserError
 from training.data.catalog import dataset_constants
 
 CATALOG_PREFIX = "gdrive:"

@@ -22,7 +22,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from dnnlib.util import write_atomic, write_json_atomic
+from dnnlib.files import write_atomic, write_json_atomic
 from training.vis import imageio, palette
 from training.vis.html_index import Section, render_index
 

@@ -108,7 +108,7 @@ def load_perceptual(resolution: int, vgg16: Optional[str] = None, inception: Opt
         resolution: The model's resolution R (sets the Inception input side when `size` is None).
         vgg16: `--vgg16 PATH` (forces LPIPS; a missing file is an error).
         inception: `--inception PATH` (used when no VGG16 file is given or cached).
-        cache_dir: Cache dir of downloads (default `dnnlib.util.default_cache_dir()`).
+        cache_dir: Cache dir of downloads (default `dnnlib.download.default_cache_dir()`).
         size: Input side of the Inception taps (default `inception_size(resolution)`).
 
     Raises:

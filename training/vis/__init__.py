@@ -1,7 +1,7 @@
 """Building blocks of the sampling and visualization tools (after the authors' `generate.py` and
 `training/visualize.py`).
 
-- `imageio`: float -> uint8 quantization, ratio crop, grids, atomic PNG/GIF/.npy writers.
+- `imageio`: grids, atomic PNG/GIF/.npy writers.
 - `palette`: HLS palette and colouring of attention maps (soft, hard, blends).
 - `sampler`: batched, compiled calls of a generator (z -> images/maps/ws, ws -> images/maps).
 - `interpolation`: z-space slerp (per component) and w-space lerp paths.

@@ -1,6 +1,7 @@
-"""Image conversion and atomic file writers for generated samples.
+"""Image grids and atomic file writers for generated samples (float -> uint8 is
+`dnnlib.tflib.ops.quantize.quantize_numpy`).
 
-All writers encode in memory and go through `dnnlib.util.write_atomic` (a temporary file in the target folder,
+All writers encode in memory and go through `dnnlib.files.write_atomic` (a temporary file in the target folder,
 fsync, rename), so an interrupted run never leaves a half-written file under the final name.
 """
 
@@ -13,20 +14,7 @@ from typing import Callable, Sequence
 import numpy as np
 from PIL import Image
 
-from dnnlib.util import write_atomic
-
-
-def to_uint8(images: np.ndarray) -> np.ndarray:
-    """Maps generator output in about [-1, 1] to uint8: `round(clip((x + 1) * 127.5, 0, 255))`.
-
-    Args:
-        images: float array `[..., H, W, C]`.
-
-    Returns:
-        uint8 array of the same shape.
-    """
-    x = (np.asarray(images, dtype=np.float32) + np.float32(1.0)) * np.float32(127.5)
-    return np.rint(np.clip(x, 0.0, 255.0)).astype(np.uint8)
+from dnnlib.files import write_atomic
 
 
 def make_grid(images: np.ndarray, cols: int | None = None, pad: int = 0, fill: int = 255) -> np.ndarray:
@@ -48,7 +36,7 @@ def make_grid(images: np.ndarray, cols: int | None = None, pad: int = 0, fill: i
 
 
 def _encoded(write: Callable[[io.BytesIO], None]) -> bytes:
-    """The bytes `write(buffer)` puts in an in-memory buffer (then written with `dnnlib.util.write_atomic`)."""
+    """The bytes `write(buffer)` puts in an in-memory buffer (then written with `dnnlib.files.write_atomic`)."""
     buf = io.BytesIO()
     write(buf)
     return buf.getvalue()

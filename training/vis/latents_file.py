@@ -14,9 +14,9 @@ from typing import BinaryIO
 
 import numpy as np
 
+from dnnlib.npy import NPY_MAGIC, read_npy_header
 from dnnlib.util import UserError
 
-NPY_MAGIC = b"\x93NUMPY"
 _HINT = "save z [N, K, d] with np.save(path, z)"
 
 
@@ -79,14 +79,8 @@ def _header(f: BinaryIO, where: str) -> tuple[tuple[int, ...], np.dtype]:
         raise UserError(f"{where}: not a .npy file (it is {kind}); {_HINT}")
     f.seek(0)
     try:
-        version = np.lib.format.read_magic(f)
-        if version == (1, 0):
-            shape, _, dtype = np.lib.format.read_array_header_1_0(f)
-        elif version == (2, 0):
-            shape, _, dtype = np.lib.format.read_array_header_2_0(f)
-        else:
-            raise ValueError(f"format version {version[0]}.{version[1]}")
+        shape, _, dtype = read_npy_header(f)
     except (ValueError, SyntaxError, TypeError) as exc:
         message = " ".join(str(exc).split())[:120]
         raise UserError(f"{where}: unreadable .npy header ({message}); {_HINT}") from None
-    return tuple(int(n) for n in shape), np.dtype(dtype)
+    return shape, dtype

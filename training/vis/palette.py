@@ -115,3 +115,22 @@ def blend(maps_rgb: np.ndarray, images: np.ndarray, alpha: float) -> np.ndarray:
         raise ValueError(f"blending alpha must be in [0, 1], got {alpha}")
     out = (1.0 - alpha) * maps_rgb.astype(np.float32) + alpha * images.astype(np.float32)
     return np.rint(np.clip(out, 0, 255)).astype(np.uint8)
+
+
+def map_views(maps: np.ndarray, images: np.ndarray, palette: np.ndarray,
+              alpha: float = DEFAULT_BLEND_ALPHA) -> dict[str, np.ndarray]:
+    """The drawings of attention maps that the visualizations, the projections and the training maps show.
+
+    Args:
+        maps: Probabilities `[B, k, H, W]` over the k latents.
+        images: uint8 `[B, H, W, 3]`, the images the maps belong to.
+        palette: `[k, 3]` RGB in [0, 1] (e.g. `latent_palette(k)`).
+        alpha: Weight of the image in the blends.
+
+    Returns:
+        uint8 `[B, H, W, 3]` each: `"softmaps"` (`soft_maps`), `"maps"` (`hard_maps`), `"softblends"` and `"blends"`
+        (the soft and the hard map blended over the image), in that order.
+    """
+    soft, hard = soft_maps(maps, palette), hard_maps(maps, palette)
+    return {"softmaps": soft, "maps": hard, "softblends": blend(soft, images, alpha),
+            "blends": blend(hard, images, alpha)}

@@ -220,10 +220,7 @@ def _per_sample(sampler: Sampler, output_dir: str, kinds: set[str], z: np.ndarra
                 _write_latents(output_dir, z[sl], res["ws"][:, :, 0], sec_ids, opts, sec, sections)
             if colours is not None:
                 probs = res["maps"][:, :, 0]  # head 0: [n, k, h, w]
-                soft, hard = palette.soft_maps(probs, colours), palette.hard_maps(probs, colours)
-                for kind, rgb in (("softmaps", soft), ("maps", hard),
-                                  ("softblends", palette.blend(soft, res["images"], opts.blending_alpha)),
-                                  ("blends", palette.blend(hard, res["images"], opts.blending_alpha))):
+                for kind, rgb in palette.map_views(probs, res["images"], colours, opts.blending_alpha).items():
                     _write_each(output_dir, kind, rgb, sec_ids, opts, sec, sections)
 
 
