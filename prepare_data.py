@@ -6,7 +6,7 @@ Examples:
     python prepare_data.py --task mine --images-dir ~/photos --format png [--ratio 0.75] [--resolution 256]
     python prepare_data.py --task mine --images-dir photos.zip --format jpg --labels folders
 
-Datasets are written to `<data-dir>/<name>/` (default `datasets/`); see README "Datasets".
+Datasets are written to `<data-dir>/<name>/` (default `datasets/`); see docs/datasets.md.
 """
 
 from __future__ import annotations
