@@ -239,7 +239,7 @@ def run(args: argparse.Namespace) -> int:
         import tensorflow as tf
 
         tf.config.list_logical_devices()
-    from training.formats.networks import load_networks, training_facts
+    from training.formats.networks import load_networks
     from training.vis.visualize import VisOptions, class_idx_bad, run_vis
 
     nets = load_networks(args.model)  # by name: a catalog model's record comes with it
@@ -249,7 +249,7 @@ def run(args: argparse.Namespace) -> int:
     precision = Precision(args.precision, args.num_fp16_res, args.conv_clamp)
     set_precision(Gs, precision)
     if args.ratio is None:
-        args.ratio = float(training_facts(nets).get("ratio", 1.0))
+        args.ratio = nets.record.ratio or 1.0  # unknown (an authors' pickle by path): the whole image
     if class_idx_bad(Gs, args.class_idx):
         raise UserError(f"--class {args.class_idx}: the model has {Gs.label_dim} classes" if Gs.label_dim
                         else "--class: the model is unconditional; omit --class")

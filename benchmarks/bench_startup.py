@@ -87,7 +87,7 @@ def build_steps(config: str, xla: bool) -> tuple[Any, Any, int]:
 
     from training.cli import launch
     from training.formats.checkpoint import Progress
-    from training.cli.flags import build_parser
+    from training.cli.flags import parse_command_line
     from training.networks.discriminator import Discriminator
     from training.networks.generator import Generator
     from training.optimizer import Adam
@@ -95,7 +95,7 @@ def build_steps(config: str, xla: bool) -> tuple[Any, Any, int]:
     from training.steps import TrainingSteps
 
     flags, res = CONFIGS[config]
-    args = build_parser().parse_args(["--train", *flags, "--xla", "true" if xla else "false", "--metrics", "none"])
+    args = parse_command_line(["--train", *flags, "--xla", "true" if xla else "false", "--metrics", "none"])
     dataset = SimpleNamespace(resolution=res, ratio=None, channels=3, label_dim=0)
     g_cfg, d_cfg = configs_from_options(launch.model_options(args), res)
     opts = launch.training_options(args, dataset, tempfile.mkdtemp(prefix="bench-startup-")).validate()

@@ -1,7 +1,6 @@
 """Every flag of run_network.py's parser reaches the options (or its consumer), or is refused with a one-line
 reason: no flag is accepted and dropped."""
 
-import argparse
 import dataclasses
 import types
 
@@ -11,7 +10,7 @@ from dnnlib.util import UserError
 from training.cli import flags as cli_args
 from training.cli import launch
 from training.config import to_dict
-from training.options import TrainingOptions
+from training.options import TrainingOptions, parse_gpus
 from training.presets import configs_from_options
 
 # Non-default values that are valid for a 16x16 GANformer (k = 16 latents of 32 dims by default).
@@ -61,7 +60,7 @@ RUN_FLAGS = {
 
 
 def _parse(*argv):
-    return cli_args.build_parser().parse_args(list(argv))
+    return cli_args.parse_command_line(list(argv))
 
 
 def _dests():
@@ -95,7 +94,7 @@ def test_training_flag_reaches_the_training_options(flag):
     opts = launch.training_options(args, types.SimpleNamespace(resolution=16, ratio=1.0), "run")
     key = flag.replace("-", "_")
     field = {f.name: f for f in dataclasses.fields(TrainingOptions)}[key]
-    want = EXPECTED_TRAINING.get(key, getattr(args, key))
+    want = EXPECTED_TRAINING.get(key, args.training[key])
     assert getattr(opts, key) == want != (field.default if field.default is not dataclasses.MISSING else None)
     assert opts.to_dict()[key] == want  # recorded in training_options.json
 
@@ -109,9 +108,10 @@ def test_meaningless_original_flags_are_refused_with_a_reason(flag):
 
 
 def test_gpus_are_parsed_and_bad_ids_refused():
-    assert cli_args.parse_gpus(None) is None and cli_args.parse_gpus("") == [] and cli_args.parse_gpus("1") == [1]
+    assert parse_gpus(None) is None and parse_gpus("") == [] and parse_gpus("1") == [1]
+    assert _parse("--gpus", "0,1").training["gpus"] == [0, 1]
     with pytest.raises(UserError, match="--gpus a,b"):
-        cli_args.parse_gpus("a,b")
+        _parse("--gpus", "a,b")
 
 
 @pytest.mark.parametrize("argv,preset", [([], "stylegan2"), (["--ganformer-default", "--dataset", "clevr"],
@@ -121,9 +121,11 @@ def test_preset_flags_choose_the_preset(argv, preset):
     assert launch.preset_name(_parse(*argv)) == preset
 
 
-def test_parser_namespace_holds_only_passed_model_flags():
-    assert not any(hasattr(_parse(), f.replace("-", "_")) for f in MODEL_VALUES)
-    assert isinstance(_parse(), argparse.Namespace)
+def test_command_line_holds_only_passed_model_and_training_flags():
+    assert _parse().model == {} and _parse().training == {}
+    cmd = _parse("--components-num", "8", "--g-lr", "0.01")
+    assert cmd.model == {"components_num": 8} and cmd.training == {"g_lr": 0.01}
+    assert isinstance(cmd.run, cli_args.RunFlags) and cmd.options.batch_gpu == 4  # the defaults under the passed
 
 
 def test_gamma_auto_is_resolved_from_the_resolution_and_batch_before_it_is_stored():

@@ -37,10 +37,7 @@ ROOT_FILES = ("README.md", "ARCHITECTURE.md", "LICENSE", "run_network.py", "gene
 # while the page does not exist. Remove an entry once its page is committed.
 PENDING_PAGES = {"docs/testing.md"}
 
-# Files their owner is rewriting, which still cite sections of a specification that is not in the repository
-# ("spec §N"): training/config.py, training/options.py, training/presets.py, training/cli/flags.py. Remove each entry
-# once the file no longer does.
-SPEC_EXCEPTIONS = {"training/config.py", "training/options.py", "training/presets.py", "training/cli/flags.py"}
+SPEC_EXCEPTIONS: set[str] = set()  # files allowed to cite "spec §N" (none)
 
 SPEC = re.compile(r"spec\s*§")
 ISSUE = re.compile(r"\bissues?\s*[-#]?\s*\d+", re.IGNORECASE)

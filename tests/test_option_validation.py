@@ -1,5 +1,5 @@
-"""Issue 12, items 12 and 15: every run_network.py option is checked before any work starts, and a resume that
-changes the architecture is refused before anything is written.
+"""Every run_network.py option is checked before any work starts, and a resume that changes the architecture is
+refused before anything is written.
 
 A bad flag (a NaN or infinite number, a number out of range, an unknown metric, a head count that does not divide
 the attention widths) must end in one line naming the flag, exit status 2, no traceback, and no run dir. A resume
@@ -20,7 +20,9 @@ from dnnlib.util import UserError
 from tests.train_helpers import make_shapes, run_cli
 from training.cli import flags as cli_args
 from training.cli import launch
-from training.options import OPTION_RANGES, TrainingOptions, option_flag
+from dnnlib.options import fields_of, label_of, spec_of, value_kind
+from training.options import TrainingOptions
+from training.presets import ModelOptions
 
 FLAGS = ["--train", "--ganformer-default", "--dataset", "shapes", "--resolution", "16", "--channel-max", "16",
          "--components-num", "2", "--latent-size", "16", "--batch-size", "4", "--batch-gpu", "4", "--metrics",
@@ -42,17 +44,21 @@ def no_training(monkeypatch):
 
 
 def _parse(*argv):
-    return cli_args.build_parser().parse_args(list(argv))
+    return cli_args.parse_command_line(list(argv))
 
 
 def _numeric_flags():
     """(flag, dest, kind) of every flag whose value is a number."""
-    return [(a.option_strings[0], a.dest, cli_args.value_kind(a)) for a in cli_args.build_parser()._actions
-            if a.option_strings and cli_args.value_kind(a) in (int, float)]
+    return [(a.option_strings[0], a.dest, value_kind(a)) for a in cli_args.build_parser()._actions
+            if a.option_strings and value_kind(a) in (int, float)]
 
 
 def _range(dest):
-    return OPTION_RANGES.get(dest) or cli_args.FLAG_RANGES[dest]
+    """The range the field behind a flag declares."""
+    for cls in (cli_args.RunFlags, TrainingOptions, ModelOptions):
+        if dest in fields_of(cls):
+            return spec_of(fields_of(cls)[dest]).range
+    raise KeyError(dest)
 
 
 def _error_lines(stderr):
@@ -71,7 +77,7 @@ def _refused(argv, flag):
 
 # ------------------------------------------------------------------------------ every flag, checked in-process
 def test_every_numeric_flag_has_a_range_and_the_defaults_pass():
-    assert all(dest in OPTION_RANGES or dest in cli_args.FLAG_RANGES for _, dest, _ in _numeric_flags())
+    assert all(_range(dest) is not None for _, dest, _ in _numeric_flags())
     cli_args.check_flags(_parse("--train", "--dataset", "shapes"))
     cli_args.check_flags(_parse("--train", "--ganformer-default", "--dataset", "shapes", "--metrics", "fid,kid10k",
                                 "--vis", "--eval", "--last-snapshots", "-1", "--merge-layer", "-1"))
@@ -126,7 +132,7 @@ def test_training_options_from_a_record_are_held_to_the_same_checks():
         for value in bad:
             with pytest.raises(UserError) as info:
                 dataclasses.replace(good, **{f.name: value}).validate()
-            assert "\n" not in str(info.value) and option_flag(f.name) in str(info.value), (f.name, value)
+            assert "\n" not in str(info.value) and label_of(f) in str(info.value), (f.name, value)
 
 
 # ------------------------------------------------------------------- the whole command, in-process and as a process
@@ -175,10 +181,10 @@ def test_bad_option_as_a_process_is_one_line_exit_2(argv, flag, data_dir, tmp_pa
 # ---------------------------------------------------------------- 15. resume with a changed architecture flag
 def _record_run(data_dir, results):
     """Writes exp-000/training_options.json as --train does (without training)."""
-    args = cli_args.build_parser().parse_args([*FLAGS, "--data-dir", data_dir, "--result-dir", results])
-    plan = run_network.prepare_training(args, launch, launch.make_strategy(args))
+    cmd = cli_args.parse_command_line([*FLAGS, "--data-dir", data_dir, "--result-dir", results])
+    plan = run_network.prepare_training(cmd, launch, launch.make_strategy(cmd))
     os.makedirs(plan["opts"].run_dir)
-    write_json_atomic(os.path.join(plan["opts"].run_dir, launch.OPTIONS_FILE), plan["record"])
+    write_json_atomic(os.path.join(plan["opts"].run_dir, launch.OPTIONS_FILE), plan["record"].to_json())
     return plan["opts"].run_dir
 
 

@@ -9,7 +9,8 @@ import pytest
 from dnnlib.files import write_json_atomic
 from dnnlib.util import UserError
 from tests.train_helpers import make_shapes
-from training.config import AttentionConfig, DiscriminatorConfig, GeneratorConfig, config_changes, to_dict
+from dnnlib.options import changes as config_changes
+from training.config import AttentionConfig, DiscriminatorConfig, GeneratorConfig, to_dict
 
 FLAGS = ["--train", "--ganformer-default", "--dataset", "shapes", "--resolution", "16", "--channel-max", "16",
          "--components-num", "2", "--latent-size", "16", "--batch-size", "4", "--batch-gpu", "4", "--metrics",
@@ -71,10 +72,10 @@ def _record_run(data_dir, results):
     from run_network import prepare_training
     from training.cli import flags as cli_args
     from training.cli import launch
-    args = cli_args.build_parser().parse_args([*FLAGS, "--data-dir", data_dir, "--result-dir", results])
-    plan = prepare_training(args, launch, launch.make_strategy(args))
+    cmd = cli_args.parse_command_line([*FLAGS, "--data-dir", data_dir, "--result-dir", results])
+    plan = prepare_training(cmd, launch, launch.make_strategy(cmd))
     os.makedirs(plan["opts"].run_dir)
-    write_json_atomic(os.path.join(plan["opts"].run_dir, launch.OPTIONS_FILE), plan["record"])
+    write_json_atomic(os.path.join(plan["opts"].run_dir, launch.OPTIONS_FILE), plan["record"].to_json())
     return plan["opts"].run_dir
 
 

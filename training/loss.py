@@ -14,9 +14,8 @@ from typing import Callable, Optional
 
 import tensorflow as tf
 
-G_LOSSES = ("logistic_ns", "logistic", "hinge", "wgan")
-D_LOSSES = ("logistic", "hinge", "wgan")
-D_REGS = ("r1", "r2", "gp", "non")
+from training.options import D_LOSSES, D_REGS, G_LOSSES
+
 WGAN_EPSILON = 0.001
 GP_TARGET = 1.0
 

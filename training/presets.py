@@ -1,30 +1,100 @@
-"""Presets (spec §1.2–1.3) and the translation of run_network-style options into network configs.
+"""Model options, the presets of the paper's models (the authors' `run_network.py` defaults and per-dataset
+settings) and the translation of the options into network configs.
 
-`OPTION_DEFAULTS` are the original CLI's model defaults; `PRESETS` hold only what each preset changes. The CLI
-applies a preset, then the flags the user actually passed, then calls `configs_from_options`.
+`ModelOptions` declares the original CLI's model options (flag, help, default, range: the command line is made from
+it); `PRESETS` hold only what each preset changes. The CLI applies a preset, then the flags the user actually
+passed, then calls `configs_from_options`.
 `build_networks(preset, resolution, **overrides)` is the programmatic shortcut.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
+from dnnlib.options import Range, fields_of, none_or, option
 from dnnlib.util import UserError
-from training.config import AttentionConfig, DiscriminatorConfig, GeneratorConfig
+from training.config import (ARCHITECTURES, INTEGRATIONS, MERGE_TYPES, NORMS, POS_INITS, POS_TYPES, AttentionConfig,
+                             DiscriminatorConfig, GeneratorConfig, field_range)
 
-OPTION_DEFAULTS: Mapping[str, Any] = MappingProxyType(dict(
-    latent_size=512, components_num=1, g_arch="skip", d_arch="resnet", transformer=False, style=True,
-    latent_stem=False, local_noise=True, tanh=False, mapping_layersnum=8, mapping_lrmul=0.01, mapping_dim=None,
-    mapping_resnet=False, mapping_shared_dim=None, mapping_ltnt2ltnt=False, num_heads=1, normalize=None,
-    integration="add", g_start_res=0, g_end_res=8, d_start_res=0, d_end_res=8, ltnt_gate=False, img_gate=False,
-    kmeans=False, kmeans_iters=1, g_ltnt2ltnt=False, g_img2img=0, g_img2ltnt=False, d_transformer=False,
-    d_ltnt2ltnt=False, d_img2img=0, use_pos=False, pos_dim=None, pos_type="sinus", pos_init="uniform",
-    pos_directions_num=2, kgan=False, merge_layer=-1, merge_type="sum", merge_same=False, attention_dropout=0.12,
-    truncation_psi=0.75, style_mixing=0.9, component_mixing=0.0, component_dropout=0.0, channel_base=16384,
-    channel_max=512, crop_ratio=None, mbstd_group_size=4,
-))
+def _config_range(name: str) -> Optional[Range]:
+    for cls in (GeneratorConfig, DiscriminatorConfig, AttentionConfig):
+        if name in fields_of(cls):
+            return field_range(cls, name)
+    raise KeyError(name)
+
+
+def _m(default: Any, config: Optional[str] = None, *, range: Optional[Range] = None, group: str = "model",
+       **kw: Any) -> Any:
+    """A model option; `config` names the G/D/attention config field it sets, whose declared range it shares."""
+    return option(default, range=range or (_config_range(config) if config else None), group=group, **kw)
+
+
+_UNIT = Range(0.0, 1.0)
+
+
+@dataclass
+class ModelOptions:
+    """The original CLI's model options with their defaults (the plain StyleGAN2 setup); a preset changes some of
+    them (`PRESETS`), the flags the user passes change others, and `configs_from_options` turns them into the G and
+    D configs. Each field's flag is its name with dashes (`g_start_res` -> `--g-start-res`)."""
+
+    latent_size: int = _m(512, "latent_dim", help="latent dimension (split among the --components-num latents)")
+    components_num: int = _m(1, "components_num", help="k: number of local latents")
+    g_arch: str = _m("skip", choices=ARCHITECTURES)
+    d_arch: str = _m("resnet", choices=ARCHITECTURES)
+    transformer: bool = _m(False, help="bipartite attention between the latents and the image (GANformer)")
+    style: bool = _m(True, help="global style modulation")
+    latent_stem: bool = _m(False, help="4x4 grid from a dense layer of the latent instead of a constant")
+    local_noise: bool = _m(True)
+    tanh: bool = _m(False)
+    mapping_layersnum: int = _m(8, "mapping_layers")
+    mapping_lrmul: float = _m(0.01, "mapping_lrmul")
+    mapping_dim: Optional[int] = _m(None, "mapping_dim", parse=none_or(int))
+    mapping_resnet: bool = _m(False)
+    mapping_shared_dim: Optional[int] = _m(None, "mapping_shared_dim", parse=none_or(int))
+    mapping_ltnt2ltnt: bool = _m(False, help="attention among the latents in the mapping network")
+    num_heads: int = _m(1, "num_heads")
+    normalize: Optional[str] = _m(None, parse=none_or(str), choices=NORMS)
+    integration: str = _m("add", choices=INTEGRATIONS)
+    g_start_res: int = _m(0, "start_res", help="log2 resolution from which G's layers attend")
+    g_end_res: int = _m(8, "end_res", help="log2 resolution up to which (excluded) G's layers attend")
+    d_start_res: int = _m(0, "start_res")
+    d_end_res: int = _m(8, "end_res")
+    ltnt_gate: bool = _m(False)
+    img_gate: bool = _m(False)
+    kmeans: bool = _m(False, help="k-means keys (duplex attention)")
+    kmeans_iters: int = _m(1, "kmeans_iters")
+    g_ltnt2ltnt: bool = _m(False)
+    g_img2img: int = _m(0, "img2img")
+    g_img2ltnt: bool = _m(False)
+    d_transformer: bool = _m(False)
+    d_ltnt2ltnt: bool = _m(False)
+    d_img2img: int = _m(0, "img2img")
+    use_pos: bool = _m(False, help="positional encodings in the attention")
+    pos_dim: Optional[int] = _m(None, "pos_dim", parse=none_or(int))
+    pos_type: str = _m("sinus", choices=POS_TYPES)
+    pos_init: str = _m("uniform", choices=POS_INITS)
+    pos_directions_num: int = _m(2, "pos_directions_num")
+    kgan: bool = _m(False)
+    merge_layer: int = _m(-1, "merge_layer")
+    merge_type: str = _m("sum", choices=MERGE_TYPES)
+    merge_same: bool = _m(False)
+    attention_dropout: float = _m(0.12, range=Range(0.0, 1.0, hi_open=True), group="training")
+    truncation_psi: float = _m(0.75, "truncation_psi", group="logging", help="psi for samples (0.75)")
+    style_mixing: float = _m(0.9, range=_UNIT, group="training")
+    component_mixing: float = _m(0.0, range=_UNIT, group="training")
+    component_dropout: float = _m(0.0, range=_UNIT, group="training")
+    channel_base: int = _m(16384, "channel_base")
+    channel_max: int = _m(512, "channel_max")
+    crop_ratio: Optional[float] = _m(None, "crop_ratio", flag="")
+    mbstd_group_size: int = _m(4, "mbstd_group_size", help="D's minibatch-stddev group (default: min(--batch-gpu, "
+                                                          "4); 0 turns the layer off)")
+
+
+OPTION_DEFAULTS: Mapping[str, Any] = MappingProxyType(dataclasses.asdict(ModelOptions()))
 
 _GANFORMER = dict(transformer=True, components_num=16, latent_size=512, normalize="layer", integration="mul",
                   kmeans=True, use_pos=True, mapping_ltnt2ltnt=True, style=True, g_arch="resnet",

@@ -23,6 +23,7 @@ from dnnlib.tflib.ops.quantize import quantize_numpy
 from metrics import attention_stats
 from training.formats import networks as snapshot
 from training.augment.ada import AugmentState
+from training.formats.record import RunRecord
 from training.formats.checkpoint import Progress, TrainCheckpoint, clean_leftovers, list_snapshots, snapshot_label
 from training.config import DiscriminatorConfig, GeneratorConfig
 from training.networks.discriminator import Discriminator
@@ -65,8 +66,11 @@ class Trainer:
     """
 
     def __init__(self, opts: TrainingOptions, g_cfg: GeneratorConfig, d_cfg: DiscriminatorConfig, dataset: Any,
-                 strategy: Optional[tf.distribute.Strategy] = None, metrics_fn: Optional[MetricsFn] = None) -> None:
+                 strategy: Optional[tf.distribute.Strategy] = None, metrics_fn: Optional[MetricsFn] = None,
+                 record: Optional[RunRecord] = None) -> None:
         self.opts, self.dataset, self.metrics_fn = opts, dataset, metrics_fn
+        # what every snapshot and checkpoint carries (the command line passes the one it wrote to the run folder)
+        self.record = record or RunRecord(G=g_cfg, D=d_cfg, training=opts.to_dict())
         self.strategy = strategy or tf.distribute.get_strategy()
         self.chief = is_chief(self.strategy)
         opts.validate(self.strategy.num_replicas_in_sync)
@@ -84,7 +88,7 @@ class Trainer:
         ckpt_dir = opts.run_dir if self.chief else tempfile.mkdtemp(prefix="ganformer-worker-")
         self.ckpt = TrainCheckpoint(ckpt_dir, max_to_keep=3, G=self.G, D=self.D, Gs=self.Gs, g_opt=self.g_opt,
                                     d_opt=self.d_opt, progress=self.progress, augment=self.aug_state,
-                                    optional=("augment",))
+                                    optional=("augment",), run_record=self.record.to_json())
         self.steps = TrainingSteps(self.G, self.D, self.Gs, self.g_opt, self.d_opt, opts, self.strategy,
                                    self.progress.pl_mean, aug_state=self.aug_state)
         self.log = StatsLog(opts.run_dir, tensorboard=opts.summarize, enabled=self.chief)
@@ -338,7 +342,7 @@ class Trainer:
     def save_snapshot(self, path: str) -> None:
         """Writes the portable data-only network file."""
         snapshot.save_networks(path, self.G, self.D, self.Gs, {"kimg": self.progress.kimg,
-                                                               "training_options": self.opts.to_dict()})
+                                                               "run_record": self.record.to_json()})
 
     def _prune_snapshots(self) -> None:
         keep = self.opts.last_snapshots

@@ -27,7 +27,7 @@ Augment = Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tf.Tensor]
 
 def check_augment_options(opts: Any) -> None:
     """Checks the choices among the augmentation fields of `TrainingOptions` (`aug`, `augpipe`, `diffaugment`; the
-    numbers `p`, `target`, `ada_kimg`, `ada_interval` are in `training.options.OPTION_RANGES`).
+    numbers `p`, `target`, `ada_kimg`, `ada_interval` are checked by the ranges their fields declare).
 
     Raises:
         UserError: One line naming the flag, the value and what it must be.

@@ -5,7 +5,6 @@ the device environment is set (`CUDA_VISIBLE_DEVICES`, see `run_network._set_dev
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -14,152 +13,150 @@ from typing import Any, Optional
 
 import tensorflow as tf
 
+from dnnlib.options import changes
 from dnnlib.util import UserError
 from training import presets
-from training.formats.checkpoint import list_snapshots
-from training.cli.flags import MODEL_FLAGS, parse_gpus, parse_metrics
 from training.cli.cluster import read_tf_config, wait_for_peers
-from training.config import DiscriminatorConfig, GeneratorConfig, auto_gamma, config_changes, to_dict
+from training.cli.flags import CommandLine
+from training.config import DiscriminatorConfig, GeneratorConfig, auto_gamma, to_dict
 from training.data.catalog import CATALOG, dataset_constants
+from training.formats.record import RunRecord
+from training.formats.checkpoint import list_snapshots
 from training.options import TrainingOptions
 from training.run_folder import OPTIONS_FILE, has_training_state, run_dirs  # noqa: F401 (run_dirs: re-exported)
 
 
-def make_strategy(args: argparse.Namespace) -> tf.distribute.Strategy:
+def make_strategy(cmd: CommandLine) -> tf.distribute.Strategy:
     """MultiWorkerMirroredStrategy from TF_CONFIG, MirroredStrategy over several GPUs / CPU replicas, else default."""
-    if args.cpu_replicas and args.cpu_replicas > 1:
+    replicas = cmd.run.cpu_replicas
+    if replicas and replicas > 1:
         cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * args.cpu_replicas)
-    if args.deterministic:
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * replicas)
+    if cmd.options.deterministic:
         tf.config.experimental.enable_op_determinism()
     cluster = read_tf_config(dict(os.environ))
     if cluster is not None:
-        wait_for_peers(cluster, args.cluster_timeout)
+        wait_for_peers(cluster, cmd.run.cluster_timeout)
         return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
     if len(gpus) > 1:
         return tf.distribute.MirroredStrategy([d.name for d in gpus])
-    if args.cpu_replicas and args.cpu_replicas > 1:
+    if replicas and replicas > 1:
         cpus = tf.config.list_logical_devices("CPU")
         return tf.distribute.MirroredStrategy([d.name for d in cpus], cross_device_ops=tf.distribute.ReductionToOneDevice())
     return tf.distribute.get_strategy()
 
 
-def preset_name(args: argparse.Namespace) -> str:
+def preset_name(cmd: CommandLine) -> str:
     """The preset chosen by --ganformer-default / --baseline (else the plain CLI defaults = StyleGAN2)."""
-    if args.ganformer_default and args.baseline:
+    if cmd.run.ganformer_default and cmd.run.baseline:
         raise UserError("--ganformer-default and --baseline are exclusive; pass one of them")
-    if args.ganformer_default:
-        return f"ganformer-{args.dataset}" if args.dataset in CATALOG else "ganformer-ffhq"
-    return args.baseline.lower() if args.baseline else "stylegan2"
+    if cmd.run.ganformer_default:
+        dataset = cmd.training.get("dataset")
+        return f"ganformer-{dataset}" if dataset in CATALOG else "ganformer-ffhq"
+    return cmd.run.baseline.lower() if cmd.run.baseline else "stylegan2"
 
 
-def model_options(args: argparse.Namespace) -> dict[str, Any]:
-    """Preset options with exactly the model flags the user passed on top."""
-    options = presets.preset_options(preset_name(args))
-    passed = vars(args)
-    for flag in list(MODEL_FLAGS) + ["style-mixing", "component-mixing", "component-dropout", "attention-dropout",
-                                     "truncation-psi"]:
-        key = flag.replace("-", "_")
-        if key in passed:
-            options[key] = passed[key]
-    # D's minibatch-stddev group: --mbstd-group-size, else min(batch_gpu, 4) as the original.
-    options["mbstd_group_size"] = passed.get("mbstd_group_size", min(args.batch_gpu, 4))
+def model_options(cmd: CommandLine) -> dict[str, Any]:
+    """Preset options with exactly the model flags the user passed on top; D's minibatch-stddev group is
+    --mbstd-group-size, else min(batch_gpu, 4) as the original."""
+    options = presets.preset_options(preset_name(cmd))
+    options.update(cmd.model)
+    options["mbstd_group_size"] = cmd.model.get("mbstd_group_size", min(cmd.options.batch_gpu, 4))
     return options
 
 
-def open_training_dataset(args: argparse.Namespace, facts: Optional[dict[str, Any]] = None):
+def open_training_dataset(cmd: CommandLine, facts: Optional[dict[str, Any]] = None):
     """Opens `<data-dir>/<dataset>` with a one-line error when it is missing. `facts` (the networks' record, for
     --eval) supply the dataset name and resolution when --dataset / --resolution are not given."""
     from training.data.loader import open_dataset
-    facts = facts or {}
-    name, resolution = args.dataset or facts.get("dataset"), args.resolution or facts.get("resolution")
+    facts, opts = facts or {}, cmd.options
+    name, resolution = opts.dataset or facts.get("dataset"), opts.resolution or facts.get("resolution")
     if not name:
         raise UserError("--dataset: required (a folder name inside --data-dir, e.g. --dataset shapes)")
-    path = os.path.join(args.data_dir, name)
+    path = os.path.join(cmd.run.data_dir, name)
     if not os.path.isdir(path):
         hint = ("python prepare_data.py --shapes --resolution 32 --max-images 10000" if name == "shapes"
                 else f"python prepare_data.py --{name}" if name in CATALOG
                 else f"python prepare_data.py --task {name} --images-dir DIR --format png")
         raise UserError(f"--dataset {name}: {path} does not exist; prepare it first: {hint}")
-    return open_dataset(path, resolution=resolution, max_images=args.train_images_num)
+    return open_dataset(path, resolution=resolution, max_images=opts.train_images_num)
 
 
-def training_options(args: argparse.Namespace, dataset: Any, run_dir: str) -> TrainingOptions:
-    """TrainingOptions from the flags and the dataset (gamma/mirror: the dataset's preset with --ganformer-default)."""
-    passed = vars(args)
-    _, preset_gamma, _ = dataset_constants(args.dataset)
-    gamma = passed.get("gamma", preset_gamma if args.ganformer_default else 10.0)
+def training_options(cmd: CommandLine, dataset: Any, run_dir: str) -> Any:
+    """The run's training options: the flags the user passed over the defaults, with what depends on the dataset
+    resolved (resolution; ratio; gamma and mirroring: the dataset's preset with --ganformer-default; `--gamma auto`;
+    the augmentation settings of the chosen --aug)."""
+    passed = dict(cmd.training)
+    dataset_name = passed.get("dataset", "")
+    _, preset_gamma, _ = dataset_constants(dataset_name)
+    defaults = cmd.options
+    gamma = passed.get("gamma", preset_gamma if cmd.run.ganformer_default else cmd.training_cls().gamma)
     if gamma == "auto":
-        gamma = auto_gamma(dataset.resolution, args.batch_size)
-    mirror = dataset_mirror(args)
-    metrics = parse_metrics(args.metrics)
-    return TrainingOptions(
-        run_dir=run_dir, dataset=args.dataset, resolution=dataset.resolution, ratio=dataset_ratio(args, dataset),
-        mirror_augment=bool(mirror), train_images_num=args.train_images_num, batch_size=args.batch_size,
-        batch_gpu=args.batch_gpu, total_kimg=args.total_kimg, gamma=gamma, clip=args.clip, g_lr=args.g_lr,
-        d_lr=args.d_lr, g_loss=args.g_loss, d_loss=args.d_loss, d_reg=args.d_reg, pl_weight=args.pl_weight,
-        ema_kimg=args.ema_kimg, ema_rampup=args.ema_rampup or None, kimg_per_tick=args.kimg_per_tick, img_snapshot_ticks=args.img_snapshot_ticks,
-        network_snapshot_ticks=args.network_snapshot_ticks, maps_snapshot_ticks=args.maps_snapshot_ticks,
-        last_snapshots=args.last_snapshots, metrics=metrics, eval_images_num=args.eval_images_num, seed=args.seed,
-        deterministic=args.deterministic, xla=args.xla, eager=args.eager, summarize=args.summarize,
-        keep_samples=args.keep_samples, attention_stats=args.attention_stats, pretrained_pkl=args.pretrained_pkl, max_ticks=args.max_ticks,
-        num_threads=args.num_threads, gpus=parse_gpus(args.gpus), cache_dir=args.cache_dir,
-        precision=args.precision, num_fp16_res=args.num_fp16_res, conv_clamp=args.conv_clamp,
-        **augment_options(args))
+        gamma = auto_gamma(dataset.resolution, defaults.batch_size)
+    check_augment_flags(cmd)
+    passed.update(run_dir=run_dir, resolution=dataset.resolution, ratio=dataset_ratio(cmd, dataset), gamma=gamma,
+                  mirror_augment=dataset_mirror(cmd), ema_rampup=defaults.ema_rampup or None)
+    return cmd.training_cls(**passed)
 
 
-# The augmentation flags (named as their TrainingOptions fields), the --aug modes each applies to, its default.
-_AUG_FLAGS = {"augpipe": (("ada", "fixed"), "bgc"), "p": (("ada", "fixed"), 0.0), "target": (("ada",), 0.6),
-              "ada_kimg": (("ada",), 500.0), "ada_interval": (("ada",), 4),
-              "diffaugment": (("diffaugment",), "color,translation,cutout")}
+# The augmentation options, the --aug modes each applies to (a passed flag that the mode does not use is refused).
+_AUG_MODES_OF = {"augpipe": ("ada", "fixed"), "p": ("ada", "fixed"), "target": ("ada",), "ada_kimg": ("ada",),
+                 "ada_interval": ("ada",), "diffaugment": ("diffaugment",)}
 
 
-def augment_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The TrainingOptions fields of the augmentation flags. A flag that the chosen --aug does not use is an error
-    (it would be ignored), as is --aug fixed without --p."""
-    out: dict[str, Any] = {"aug": args.aug}
-    for key, (modes, default) in _AUG_FLAGS.items():
-        value = getattr(args, key)
-        flag = "--" + key.replace("_", "-")
-        if value is not None and args.aug not in modes:
-            raise UserError(f"{flag} applies to --aug {' and '.join(modes)} only, not --aug {args.aug}; drop it or "
-                            f"pass --aug {modes[0]}")
-        out[key] = default if value is None else value
-    if args.aug == "fixed" and args.p is None:
+def check_augment_flags(cmd: CommandLine) -> None:
+    """Refuses an augmentation flag that the chosen --aug does not use (it would be ignored), and --aug fixed
+    without --p."""
+    aug = cmd.options.aug
+    for key, modes in _AUG_MODES_OF.items():
+        if key in cmd.training and aug not in modes:
+            raise UserError(f"--{key.replace('_', '-')} applies to --aug {' and '.join(modes)} only, not --aug {aug}; "
+                            f"drop it or pass --aug {modes[0]}")
+    if aug == "fixed" and "p" not in cmd.training:
         raise UserError("--aug fixed needs --p, the constant augmentation probability (e.g. --p 0.2); "
                         "--aug ada adapts p instead")
-    return out
 
 
-def dataset_ratio(args: argparse.Namespace, dataset: Any) -> float:
+def dataset_ratio(cmd: CommandLine, dataset: Any) -> float:
     """--ratio, else the dataset's recorded ratio, else the per-dataset default."""
-    if args.ratio is not None:
-        if not 0 < args.ratio <= 1:
-            raise UserError(f"--ratio {args.ratio}: must be in (0, 1]")
-        return args.ratio
+    ratio = cmd.training.get("ratio")
+    if ratio is not None:
+        if not 0 < ratio <= 1:
+            raise UserError(f"--ratio {ratio}: must be in (0, 1]")
+        return ratio
     if dataset is not None and getattr(dataset, "ratio", None):
         return float(dataset.ratio)
-    return dataset_constants(args.dataset)[0]
+    return dataset_constants(cmd.training.get("dataset"))[0]
 
 
-def dataset_mirror(args: argparse.Namespace) -> bool:
+def dataset_mirror(cmd: CommandLine) -> bool:
     """--mirror-augment, else the dataset's --ganformer-default preset (ffhq, cityscapes), else off."""
-    return bool(vars(args).get("mirror_augment", dataset_constants(args.dataset)[2] and args.ganformer_default))
+    if "mirror_augment" in cmd.training:
+        return bool(cmd.training["mirror_augment"])
+    return bool(dataset_constants(cmd.training.get("dataset"))[2] and cmd.run.ganformer_default)
 
 
-def recorded_data_settings(args: argparse.Namespace, facts: dict[str, Any], dataset: Any) -> tuple[float, bool]:
-    """`(ratio, mirror)` for --eval / --vis: an explicit --ratio / --mirror-augment, else the networks' record
-    (`training.formats.networks.training_facts`), else what a training run with these flags would use. A flag that
-    contradicts the record is used, with a one-line note."""
-    passed = {"ratio": args.ratio is not None, "mirror_augment": "mirror_augment" in vars(args)}
-    derived = {"ratio": lambda: dataset_ratio(args, dataset), "mirror_augment": lambda: dataset_mirror(args)}
+def recorded_data_settings(cmd: CommandLine, record: RunRecord, dataset: Any) -> tuple[float, bool]:
+    """`(ratio, mirror)` for --eval / --vis: an explicit --ratio / --mirror-augment, else the networks' run record,
+    else the opened dataset's own ratio (--eval), else the whole image and no mirroring, said in a note. A flag that
+    contradicts the record is used, with a one-line note. Nothing is derived from a dataset's name."""
     out = {}
-    for key, flag in (("ratio", "--ratio"), ("mirror_augment", "--mirror-augment")):
-        recorded = facts.get(key)
-        out[key] = derived[key]() if passed[key] or recorded is None else recorded
-        if recorded is not None and out[key] != recorded:
-            print(f"Note: {flag} {out[key]} differs from the {recorded} the networks were trained with")
+    for key, flag, recorded in (("ratio", "--ratio", record.ratio), ("mirror_augment", "--mirror-augment",
+                                                                     record.mirror_augment)):
+        passed = cmd.training.get(key)
+        if passed is not None:
+            out[key] = passed
+            if recorded is not None and passed != recorded:
+                print(f"Note: {flag} {passed} differs from the {recorded} the networks were trained with")
+        elif recorded is not None:
+            out[key] = recorded
+        elif key == "ratio" and dataset is not None and getattr(dataset, "ratio", None):
+            out[key] = float(dataset.ratio)
+        else:
+            out[key] = 1.0 if key == "ratio" else False
+            print(f"Note: the networks' record does not say their {key.replace('_', ' ')}; using {out[key]} (pass "
+                  f"{flag} to set it)")
     return float(out["ratio"]), bool(out["mirror_augment"])
 
 
@@ -184,18 +181,16 @@ def latest_snapshot(run_dir: str) -> Optional[str]:
     return final if os.path.exists(final) else (files[-1] if files else None)
 
 
-def options_record(options: dict[str, Any], train: TrainingOptions, g_cfg: Any, d_cfg: Any,
-                   preset: str) -> dict[str, Any]:
-    """The JSON written to training_options.json."""
-    return {"preset": preset, "model_options": options, "training": train.to_dict(), "G": to_dict(g_cfg),
-            "D": to_dict(d_cfg)}
+def options_record(options: dict[str, Any], train: Any, g_cfg: Any, d_cfg: Any, preset: str) -> RunRecord:
+    """The run's record (written to training_options.json, embedded in its snapshots and checkpoints)."""
+    return RunRecord(G=g_cfg, D=d_cfg, training=train.to_dict(), preset=preset, model_options=dict(options))
 
 
-def check_resume(run_dir: str, record: dict[str, Any]) -> None:
+def check_resume(run_dir: str, record: dict[str, Any], training_cls: type = TrainingOptions) -> None:
     """Refuses changes of the networks' architecture since the run's saved options; prints the allowed changes.
 
-    What may change is a property of the config schema (`training.config.runtime_field`); G and D configs are
-    compared field by field, nested attention options included. Raises `UserError` (one line naming the changed
+    What may change is declared by each field (`dnnlib.options.option(resume=...)`): the training options are
+    runtime settings, G and D configs are compared field by field, nested attention options included. Raises `UserError` (one line naming the changed
     settings with their old and new values) before anything is written or printed.
     """
     path = os.path.join(run_dir, OPTIONS_FILE)
@@ -204,16 +199,15 @@ def check_resume(run_dir: str, record: dict[str, Any]) -> None:
               f"compared with the run's)")
         return
     old = read_record(path, "pass --restart for a new run")
-    changes = [(section, change) for section, cls in (("training", TrainingOptions), ("G", GeneratorConfig),
-                                                      ("D", DiscriminatorConfig))
-               for change in config_changes(cls, _section(old, section), record[section])]
-    arch = [f"{section}.{c.path} {c.old!r} -> {c.new!r}" for section, c in changes
-            if section != "training" and not c.runtime]
+    found = [(section, change) for section, cls in (("training", training_cls), ("G", GeneratorConfig),
+                                                    ("D", DiscriminatorConfig))
+             for change in changes(cls, _section(old, section), record[section])]
+    arch = [f"{section}.{c.path} {c.old!r} -> {c.new!r}" for section, c in found if not c.runtime]
     if arch:
         more = f" and {len(arch) - 4} more" if len(arch) > 4 else ""
         raise UserError(f"{run_dir}: the architecture differs from the run's ({', '.join(arch[:4])}{more}); "
                         "pass --restart for a new run or the original flags to resume")
-    for section, c in changes:
+    for section, c in found:
         print(f"Resume: {section}.{c.path} changed: {c.old!r} -> {c.new!r}")
 
 
@@ -301,9 +295,9 @@ def read_record(path: str, fix: str) -> dict[str, Any]:
     return record
 
 
-def replace_training(train: TrainingOptions, saved: dict[str, Any]) -> TrainingOptions:
-    """TrainingOptions from a saved record, keeping the current run dir."""
-    fields = {f.name for f in dataclasses.fields(TrainingOptions)}
+def replace_training(train: Any, saved: dict[str, Any]) -> Any:
+    """Training options from a saved record, keeping the current run dir."""
+    fields = {f.name for f in dataclasses.fields(train)}
     data = {k: v for k, v in saved.items() if k in fields}
     data["grid_size"] = tuple(data.get("grid_size", train.grid_size))
     return dataclasses.replace(train, **{**data, "run_dir": train.run_dir})

@@ -71,11 +71,25 @@ def _listdir(directory: str) -> list[str]:
     return os.listdir(directory) if os.path.isdir(directory) else []
 
 
-def write_checksums(prefix: str) -> None:
-    """Records the size and sha256 of the checkpoint's files in `<prefix>.sha256.json` (atomically)."""
+def write_checksums(prefix: str, run_record: Optional[dict] = None) -> None:
+    """Records the size and sha256 of the checkpoint's files in `<prefix>.sha256.json` (atomically), with the run
+    record (`training.formats.record.RunRecord.to_json()`) when given."""
     files = [prefix + ".index"] + sorted(glob.glob(glob.escape(prefix) + ".data-*"))
-    record = {os.path.basename(p): {"bytes": os.path.getsize(p), "sha256": file_sha256(p)} for p in files}
-    write_atomic(prefix + RECORD_SUFFIX, json.dumps({"files": record}, indent=1) + "\n")
+    record: dict = {"files": {os.path.basename(p): {"bytes": os.path.getsize(p), "sha256": file_sha256(p)}
+                              for p in files}}
+    if run_record is not None:
+        record["run_record"] = run_record
+    write_atomic(prefix + RECORD_SUFFIX, json.dumps(record, indent=1) + "\n")
+
+
+def read_run_record(prefix: str) -> Optional[dict]:
+    """The run record embedded in a checkpoint's `<prefix>.sha256.json` (None: none, e.g. an older checkpoint)."""
+    try:
+        with open(prefix + RECORD_SUFFIX, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return data.get("run_record") if isinstance(data, dict) else None
 
 
 def checksum_problem(prefix: str) -> Optional[str]:
@@ -164,12 +178,14 @@ class TrainCheckpoint:
         max_to_keep: Number of checkpoints kept.
         optional: Names of trackables that checkpoints of older versions lack (e.g. `augment`, the augmentation
             state): such a checkpoint restores everything else and leaves them at their initial values.
+        run_record: The run record (JSON) embedded in every checkpoint's checksum record.
         **trackables: Objects to save (networks, optimizers, progress).
     """
 
     def __init__(self, run_dir: str, max_to_keep: int = 3, optional: tuple[str, ...] = (),
-                 **trackables: tf.Module) -> None:
+                 run_record: Optional[dict] = None, **trackables: tf.Module) -> None:
         self.directory = os.path.join(run_dir, "checkpoints")
+        self.run_record = run_record
         self.max_to_keep = max(1, max_to_keep)
         self._objects = {k: _by_name(v) for k, v in trackables.items()}
         self._optional = tuple(optional)
@@ -210,7 +226,7 @@ class TrainCheckpoint:
             with disk_full_as_user_error(f"checkpoint ckpt-{step}", self.directory, self.state_bytes,
                                          "the earlier checkpoints are intact: free space and rerun to resume"):
                 path = self.manager.save(checkpoint_number=step)
-                write_checksums(path)
+                write_checksums(path, self.run_record)
         except UserError:
             shutil.rmtree(prefix + "_temp", ignore_errors=True)  # TF's partial files: give the space back
             raise

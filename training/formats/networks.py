@@ -5,7 +5,7 @@ ever executed: our snapshots are JSON + .npy (`training.formats.archive`), the a
 restricted unpickler (`training.formats.tf1_pickle`).
 
 The networks' record is the single source of the facts of their training data for --eval, --vis and generate.py
-(`training_facts`): our snapshots carry the run's training options in their metadata; the authors' released models
+(`Networks.record`): our snapshots carry the run's record in their metadata; the authors' released models
 loaded by catalog name get their dataset's catalog constants.
 """
 
@@ -21,6 +21,7 @@ import numpy as np
 
 from dnnlib.disk import disk_full_as_user_error
 from training.formats import tf1_pickle as legacy
+from training.formats.record import RunRecord
 from training.formats.pretrained import CATALOG as MODEL_CATALOG
 from training.formats.pretrained import resolve_network_path
 from training.formats.archive import is_snapshot, read_snapshot, write_snapshot
@@ -44,6 +45,16 @@ class Networks:
     Gs: Generator
     metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
     source: str = ""
+
+    @property
+    def record(self) -> RunRecord:
+        """The run record: the one embedded in the snapshot; for snapshots of earlier versions, their recorded
+        training options with the networks' configs; for an authors' pickle, the catalog's facts (none when it was
+        loaded by path)."""
+        data = self.metadata.get("run_record")
+        if data is not None:
+            return RunRecord.from_json(data, self.source or "snapshot")
+        return RunRecord(G=self.G.cfg, D=self.D.cfg, training=dict(self.metadata.get("training_options") or {}))
 
 
 def assign_variables(module: NamedModule, arrays: dict[str, np.ndarray], where: str,
@@ -236,18 +247,9 @@ def load_networks(path_or_name: str, cache_dir: Optional[str] = None) -> Network
         nets = _load_legacy(path)
         entry = MODEL_CATALOG.get(path_or_name)
         if entry is not None:  # e.g. gdrive:clevr-snapshot.pkl: trained on clevr
-            dataset = entry.dataset
-            nets.metadata["training_options"] = dict(dataset=dataset, ratio=entry.ratio,
-                                                     mirror_augment=dataset_constants(dataset)[2])
+            facts = dict(dataset=entry.dataset, ratio=entry.ratio, mirror_augment=dataset_constants(entry.dataset)[2])
+            record = RunRecord(G=nets.G.cfg, D=nets.D.cfg, training=facts, preset=f"ganformer-{entry.dataset}")
+            nets.metadata["run_record"] = record.to_json()
         return nets
     raise UserError(f"{path}: not a network file (neither a GANformer-TF2 snapshot nor an authors' TF1 pickle); "
                     "pass a network-*.pkl written by run_network.py or a released checkpoint")
-
-
-def training_facts(nets: Networks) -> dict[str, Any]:
-    """What the networks were trained on, from their record: `dataset`, `ratio` and `mirror_augment` when known
-    (absent for an authors' pickle loaded by path), and always `resolution` and `label_dim` (from G's config)."""
-    record = nets.metadata.get("training_options") or {}
-    facts = {k: record[k] for k in ("dataset", "ratio", "mirror_augment") if record.get(k) is not None}
-    facts.update(resolution=nets.Gs.resolution, label_dim=nets.Gs.label_dim)
-    return facts

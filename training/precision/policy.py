@@ -27,16 +27,10 @@ from typing import Any, NamedTuple, Optional
 import tensorflow as tf
 
 from dnnlib.util import UserError
-from training.config import Range
+from training.precision.settings import (CONV_CLAMP_RANGE, DEFAULT_CONV_CLAMP, DEFAULT_NUM_FP16_RES,  # noqa: F401
+                                         MIN_REDUCED_RES_LOG2, NUM_FP16_RES_RANGE, PRECISIONS)
 
-PRECISIONS = ("fp32", "fp16", "bf16")
 COMPUTE_DTYPES = {"fp32": tf.float32, "fp16": tf.float16, "bf16": tf.bfloat16}
-DEFAULT_NUM_FP16_RES = 4
-DEFAULT_CONV_CLAMP = 256.0
-MIN_REDUCED_RES_LOG2 = 3  # 8x8: the 4x4 layers always compute in float32 (as StyleGAN2-ADA)
-NUM_FP16_RES_RANGE = Range(0, 16)
-# fp16's largest finite value is 65504: a clamp above it would clamp nothing.
-CONV_CLAMP_RANGE = Range(0.0, 65504.0, lo_open=True)
 
 
 class LayerPrecision(NamedTuple):
