@@ -13,7 +13,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
-from dnnlib.options import (INVOCATION, Range, add_flags, check_options, check_value, fields_of, from_flags,
+from dnnlib.options import (INVOCATION, UNSET, Range, add_flags, check_options, check_value, fields_of, from_flags,
                             option, passed_values, spec_of, str2bool)
 from dnnlib.util import OneLineArgumentParser, UserError
 from training.options import MAX_SEED, TrainingOptions, check_batch_split, check_resolution
@@ -147,7 +147,7 @@ def build_parser(training_cls: type = TrainingOptions, model_cls: type = ModelOp
     for cls in (RunFlags, training_cls, model_cls):
         add_flags(p, cls, groups)
     for name in REJECTED_FLAGS:
-        groups["model"].add_argument(f"--{name}", type=str2bool, nargs="?", const=True, default=argparse.SUPPRESS,
+        groups["model"].add_argument(f"--{name}", type=str2bool, nargs="?", const=True, default=UNSET,
                                      help=argparse.SUPPRESS)
     return p
 
@@ -161,7 +161,7 @@ def parse_command_line(argv: Optional[list[str]] = None, training_cls: type = Tr
     """
     ns = build_parser(training_cls, model_cls).parse_args(argv)
     for name, reason in REJECTED_FLAGS.items():
-        if hasattr(ns, name.replace("-", "_")):
+        if getattr(ns, name.replace("-", "_")) is not UNSET:
             raise UserError(f"--{name}: {reason}")
     return CommandLine(from_flags(RunFlags, ns), passed_values(ns, training_cls), passed_values(ns, model_cls),
                        training_cls)

@@ -1,10 +1,10 @@
 """The size of a network built from settings read from a file, known before any of its memory is allocated.
 
-Settings that are each in range (`training.config.FIELD_RANGES`) can still multiply into a huge network (e.g.
-resolution 16384 with 16384 channels). `network_values` builds the network shape-only (`ShapeOnlyRng`: variables
-are counted, never allocated) and `check_networks_fit` refuses networks that need more values than the file
-holds: every variable of a network loaded from a file is copied from the file, so a network larger than the
-file's data cannot be the file's network.
+Settings that are each in range (the ranges declared on the config fields, `training.config`) can still multiply
+into a huge network (e.g. resolution 16384 with 16384 channels). `network_values` builds the network shape-only
+(`ShapeOnlyRng`: variables are counted, never allocated) and `check_networks_fit` refuses networks that need more
+values than the file holds: every variable of a network loaded from a file is copied from the file, so a network
+larger than the file's data cannot be the file's network.
 """
 
 from __future__ import annotations
