@@ -27,7 +27,7 @@ import sys
 from typing import Iterator, Optional
 
 from dnnlib.util import OneLineArgumentParser, UserError, print_user_error
-from training.projection.cli import add_arguments as add_projection_arguments
+from training.cli.project import add_arguments as add_projection_arguments
 
 VIS_FLAGS = {"vis_images": "images", "vis_latents": "latents", "vis_maps": "maps", "vis_layer_maps": "layer_maps",
              "vis_interpolations": "interpolations", "vis_noise_var": "noise_var", "vis_style_mix": "style_mix"}
@@ -148,7 +148,7 @@ def _check_args(args: argparse.Namespace):
     check_precision(args.precision, args.num_fp16_res, args.conv_clamp)
 
     VisOptions.validate(_vis_options(args, VisOptions, ratio=1.0 if args.ratio is None else args.ratio))
-    from training.projection.cli import check_args as check_projection
+    from training.cli.project import check_args as check_projection
 
     targets = check_projection(args, _vis_kinds(args))
     if not args.latents:
@@ -258,7 +258,7 @@ def run(args: argparse.Namespace) -> int:
           f"{Gs.num_attention_layers} attention layers, {Gs.label_dim} classes; "
           f"{precision.describe(Gs.cfg.res_log2)}")
     if targets:
-        from training.projection.cli import run_projection
+        from training.cli.project import run_projection
 
         return run_projection(args, Gs, targets, args.model)
     if args.export:

@@ -7,7 +7,7 @@
 - `projector`: the optimization loop.
 - `targets`: reading and checking the images to project.
 - `outputs`: the files written per target and for the run.
-- `cli`: the flags of `generate.py --project` and the run.
+(the flags of `generate.py --project` and the run are the command line's: `training.cli.project`)
 
 Edits of projected images (resample or swap one latent) are in `training.vis.latent_edit`.
 """
