@@ -28,6 +28,7 @@ from typing import Iterator, Optional
 
 from dnnlib.util import OneLineArgumentParser, UserError, print_user_error
 from training.cli.project import add_arguments as add_projection_arguments
+from training.vis.palette import DEFAULT_BLEND_ALPHA
 
 VIS_FLAGS = {"vis_images": "images", "vis_latents": "latents", "vis_maps": "maps", "vis_layer_maps": "layer_maps",
              "vis_interpolations": "interpolations", "vis_noise_var": "noise_var", "vis_style_mix": "style_mix"}
@@ -89,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--vis-grid", action="store_true", help="grids instead of one file per sample")
     v.add_argument("--vis-rich-num", type=int, default=5, help="samples with layer maps / interpolations")
     v.add_argument("--vis-section-size", type=int, default=100, help="samples generated per section")
-    v.add_argument("--blending-alpha", type=float, default=0.3, help="weight of the image under blended maps")
+    v.add_argument("--blending-alpha", type=float, default=DEFAULT_BLEND_ALPHA,
+                   help="weight of the image under blended maps")
     v.add_argument("--interpolation-density", type=int, default=8, help="frames per interpolation")
     v.add_argument("--vis-latent-swap", action="store_true",
                    help="resample each local latent and take it from the next image; show the region that changed")

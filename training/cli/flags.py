@@ -18,6 +18,7 @@ from dnnlib.options import (INVOCATION, UNSET, Range, add_flags, check_options, 
 from dnnlib.util import OneLineArgumentParser, UserError
 from training.options import MAX_SEED, TrainingOptions, check_batch_split, check_resolution
 from training.presets import ModelOptions
+from training.vis.palette import DEFAULT_BLEND_ALPHA
 
 EXAMPLES = """\
 examples:
@@ -99,7 +100,7 @@ class RunFlags:
     vis_num: int = _vis_count(100, 1)
     vis_rich_num: int = _vis_count(5, 0)
     vis_section_size: int = _vis_count(100, 1)
-    blending_alpha: float = _run(0.3, "vis", range=Range(0.0, 1.0))
+    blending_alpha: float = _run(DEFAULT_BLEND_ALPHA, "vis", range=Range(0.0, 1.0))
     interpolation_density: int = _run(8, "vis", range=Range(2, 10_000))
 
 
