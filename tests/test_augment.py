@@ -1,4 +1,4 @@
-"""The ADA augmentation pipeline and DiffAugment against closed forms (issue 13): p = 0 is the identity, each
+"""The ADA augmentation pipeline and DiffAugment against closed forms: p = 0 is the identity, each
 transform alone, the geometric chain vs a direct resampling, probabilities, gradients (first and second order,
 eager and XLA)."""
 

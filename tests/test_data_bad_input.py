@@ -1,4 +1,4 @@
-"""Every bad input of issue 3 gives one line naming the file and problem, the right exit status, no
+"""Every bad input of the data tools gives one line naming the file and problem, the right exit status, no
 traceback, and nothing half-written."""
 
 import errno

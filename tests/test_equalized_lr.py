@@ -1,4 +1,4 @@
-"""Equalized learning rate (spec §2.2): every weight is stored as N(0, 1/lrmul^2) and multiplied at run time by
+"""Equalized learning rate (StyleGAN2, App. B): every weight is stored as N(0, 1/lrmul^2) and multiplied at run time by
 gain / sqrt(fan_in) * lrmul, biases by lrmul. Gains and multipliers per layer kind come from the spec: gain 1
 everywhere except the GAN latent stem `4x4/Dense` (sqrt(2)/4); lrmul 0.01 for the mapping's dense layers
 (--mapping-lrmul), 1 for its attention layers and everything else."""

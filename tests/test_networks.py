@@ -251,7 +251,7 @@ def test_kgan_merge_matches_the_closed_form(merge, merge_same):
 
 @pytest.mark.parametrize("merge", ["sum", "softmax", "max", "leaves"])
 def test_kgan_images_are_symmetric_in_the_components_except_for_leaves(merge):
-    """With the per-component inputs made equal (const input and noise buffers [k, ...], spec §2.4.5), sum, softmax
+    """With the per-component inputs made equal (const input and noise buffers [k, ...]), sum, softmax
     and max merges do not depend on the order of the k components; leaves compositing (back to front) does."""
     G, _ = build_networks("kgan", 16, channel_max=32, merge_type=merge, merge_layer=3, latent_dim=16,
                           architecture="resnet")

@@ -1,4 +1,4 @@
-"""Resource bombs and useless inputs in small files (issue 12, items 8-10), each crafted by the test.
+"""Resource bombs and useless inputs in small files, each crafted by the test.
 
 Every load of a crafted network, weights or dataset file runs in a child process whose address space is capped
 at its size before the load plus `BOUND` (`RLIMIT_AS`): a loader that allocated more than the bound beyond the
