@@ -1,10 +1,12 @@
-"""Shared helpers of the data tests: tiny image folders and running prepare_data in-process."""
+"""Shared helpers of the data tests: tiny image folders, the authors' multi-resolution TFRecords, and running
+prepare_data in-process."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import tensorflow as tf
 from PIL import Image
 
 import prepare_data
@@ -41,3 +43,23 @@ def assert_nothing_written(data_dir: Path, name: str) -> None:
     if data_dir.exists():
         leftovers = [p.name for p in data_dir.iterdir() if p.name.startswith(f".{name}.")]
         assert leftovers == []
+
+
+def write_original(folder: Path, base: str, images_hwc: np.ndarray, shards: int = 2) -> None:
+    """Writes the authors' layout: one file set per LOD, `shape` = [C, H, W], `data` = raw CHW, round-robin."""
+    folder.mkdir(parents=True, exist_ok=True)
+    res = images_hwc.shape[1]
+    lod = int(np.log2(res))
+    level = images_hwc.astype(np.float64)
+    for r in range(lod, 1, -1):
+        writers = [tf.io.TFRecordWriter(str(folder / f"{base}-r{r:02d}.tfrecords{s + 1}of{shards}"))
+                   for s in range(shards)]
+        for i, img in enumerate(np.rint(level).astype(np.uint8)):
+            chw = img.transpose(2, 0, 1)
+            ex = tf.train.Example(features=tf.train.Features(feature={
+                "shape": tf.train.Feature(int64_list=tf.train.Int64List(value=list(chw.shape))),
+                "data": tf.train.Feature(bytes_list=tf.train.BytesList(value=[chw.tobytes()]))}))
+            writers[i % shards].write(ex.SerializeToString())
+        for w in writers:
+            w.close()
+        level = level.reshape(len(level), level.shape[1] // 2, 2, level.shape[2] // 2, 2, 3).mean(axis=(2, 4))

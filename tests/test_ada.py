@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 
 from dnnlib.util import UserError
-from tests.test_training_loop import _trainer, _weights
-from tests.train_helpers import ROOT, TINY_FLAGS, make_shapes, read_scalars
+from tests.train_helpers import ROOT, TINY_FLAGS, make_shapes, make_trainer, read_scalars, trainer_weights
 from training.augment.ada import AugmentState, ada_adjustment
 from training.formats.checkpoint import TrainCheckpoint
 from training.train_log import status_line
@@ -50,7 +49,7 @@ def test_p_rises_with_positive_real_scores_and_falls_when_balanced():
 def test_training_moves_p_by_the_sign_of_the_real_scores(data_dir, tmp_path, bias, direction):
     """D's output bias makes every real score positive (p rises) or negative (p falls): 2 minibatches, interval 1,
     steps of 4 * 1 / (0.1 * 1000) = 0.04."""
-    t = _trainer(str(tmp_path), data_dir, aug="ada", p=0.5, ada_kimg=0.1, ada_interval=1)
+    t = make_trainer(str(tmp_path), data_dir, aug="ada", p=0.5, ada_kimg=0.1, ada_interval=1)
     t.D.output.bias.assign([bias])
     reals = next(t._data_iterator())
     for step in (1, 2):  # (no R1 pass: quicker)
@@ -65,9 +64,9 @@ def test_fixed_p_zero_trains_exactly_like_noaug(data_dir, tmp_path):
     the default --aug noaug, bit for bit; with p = 0.5 they differ (the augmentation acts)."""
     runs = {}
     for name, kw in (("noaug", {}), ("zero", dict(aug="fixed", p=0.0)), ("half", dict(aug="fixed", p=0.5))):
-        t = _trainer(str(tmp_path / name), data_dir, total_kimg=0.008, **kw)
+        t = make_trainer(str(tmp_path / name), data_dir, total_kimg=0.008, **kw)
         t.run()
-        runs[name] = _weights(t)
+        runs[name] = trainer_weights(t)
     for key in runs["noaug"]:
         np.testing.assert_array_equal(runs["zero"][key], runs["noaug"][key], err_msg=key)
     assert any(not np.array_equal(runs["half"][k], runs["noaug"][k]) for k in runs["noaug"] if k.startswith("D/"))
@@ -80,18 +79,18 @@ def test_exact_resume_with_ada_is_bit_identical(data_dir, tmp_path):
     """p moves at minibatches 2 and 5 (interval 3); the run stops after minibatch 3, mid-interval, so the resumed
     run needs the checkpointed accumulator as well as p."""
     kw = dict(total_kimg=0.024, aug="ada", p=0.5, ada_kimg=0.1, ada_interval=3)
-    straight = _trainer(str(tmp_path / "a"), data_dir, **kw)
+    straight = make_trainer(str(tmp_path / "a"), data_dir, **kw)
     straight.run()
-    first = _trainer(str(tmp_path / "b"), data_dir, max_ticks=2, **kw)
+    first = make_trainer(str(tmp_path / "b"), data_dir, max_ticks=2, **kw)
     first.run()
     saved = {k: float(getattr(first.aug_state, k).numpy()) for k in ("p", "sign_sum", "count")}
     assert saved["count"] == 4 and saved["p"] != 0.5  # one minibatch into the interval, p already moved
-    resumed = _trainer(str(tmp_path / "b"), data_dir, **kw)
+    resumed = make_trainer(str(tmp_path / "b"), data_dir, **kw)
     resumed.restore_or_init()
     assert {k: float(getattr(resumed.aug_state, k).numpy()) for k in saved} == saved
     resumed.run()
     assert float(resumed.aug_state.p.numpy()) == float(straight.aug_state.p.numpy())
-    a, b = _weights(straight), _weights(resumed)
+    a, b = trainer_weights(straight), trainer_weights(resumed)
     for name in a:
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
     for opt in ("g_opt", "d_opt"):
@@ -101,10 +100,10 @@ def test_exact_resume_with_ada_is_bit_identical(data_dir, tmp_path):
 
 def test_checkpoint_without_augment_state_resumes_with_the_initial_p(data_dir, tmp_path, capsys):
     """A run from before augmentation existed: its checkpoint restores, p starts at --p."""
-    old = _trainer(str(tmp_path), data_dir)
+    old = make_trainer(str(tmp_path), data_dir)
     TrainCheckpoint(str(tmp_path), G=old.G, D=old.D, Gs=old.Gs, g_opt=old.g_opt, d_opt=old.d_opt,
                     progress=old.progress).save(0)
-    new = _trainer(str(tmp_path), data_dir, aug="ada", p=0.25)
+    new = make_trainer(str(tmp_path), data_dir, aug="ada", p=0.25)
     assert new.restore_or_init().startswith("Resuming")
     assert float(new.aug_state.p.numpy()) == 0.25
     assert "predates the state of augment" in capsys.readouterr().out

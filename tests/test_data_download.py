@@ -132,10 +132,10 @@ def test_extract_zip_refuses_escaping_members_and_symlinks(tmp_path):
 
 
 def test_install_zipped_original_tfrecords(tmp_path):
-    from test_data_loader import _write_original
+    from data_helpers import write_original
 
     images = np.random.default_rng(1).integers(0, 256, (5, 8, 8, 3), dtype=np.uint8)
-    _write_original(tmp_path / "src" / "clevr", "clevr", images, shards=2)
+    write_original(tmp_path / "src" / "clevr", "clevr", images, shards=2)
     zip_path = tmp_path / "clevr.zip"
     with zipfile.ZipFile(zip_path, "w") as zf:
         for p in sorted((tmp_path / "src").rglob("*.tfrecords*")):
@@ -156,10 +156,10 @@ def test_install_zipped_original_tfrecords(tmp_path):
 
 
 def test_install_single_original_tfrecord_file(tmp_path):
-    from test_data_loader import _write_original
+    from data_helpers import write_original
 
     images = np.random.default_rng(2).integers(0, 256, (3, 8, 8, 3), dtype=np.uint8)
-    _write_original(tmp_path / "src", "ffhq", images, shards=1)
+    write_original(tmp_path / "src", "ffhq", images, shards=1)
     src = tmp_path / "src" / "ffhq-r03.tfrecords1of1"
     md5 = hashlib.md5(src.read_bytes()).hexdigest()
     entry = catalog.CatalogEntry("ffhq", "http://unused.invalid/ffhq-r03.tfrecords1of1", md5, src.name, catalog.FILE,
@@ -179,10 +179,9 @@ def test_cli_catalog_flows_with_local_copies(tmp_path, capsys, monkeypatch):
     import lmdb
     from PIL import Image
 
-    from data_helpers import run_cli
-    from test_data_loader import _write_original
+    from data_helpers import run_cli, write_original
 
-    _write_original(tmp_path / "src" / "cityscapes", "cityscapes", np.zeros((2, 8, 8, 3), np.uint8), shards=1)
+    write_original(tmp_path / "src" / "cityscapes", "cityscapes", np.zeros((2, 8, 8, 3), np.uint8), shards=1)
     city_zip = tmp_path / "cityscapes.zip"
     with zipfile.ZipFile(city_zip, "w") as zf:
         for p in (tmp_path / "src").rglob("*.tfrecords*"):

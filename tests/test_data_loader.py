@@ -2,13 +2,12 @@
 image folders, labels, mirror/crop options, determinism, per-replica sharding and the absent epoch cap."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from data_helpers import make_images, run_cli
+from data_helpers import make_images, run_cli, write_original
 from dnnlib.util import UserError
 from training.data.writer import DatasetWriter
 from training.data.loader import open_dataset
@@ -50,31 +49,11 @@ def test_round_trip_from_zip_and_mixed_extensions(tmp_path, capsys):
     np.testing.assert_array_equal(_all(open_dataset(tmp_path / "ds" / "z")), np.stack(arrays))
 
 
-def _write_original(folder: Path, base: str, images_hwc: np.ndarray, shards: int = 2) -> None:
-    """Writes the authors' layout: one file set per LOD, `shape` = [C, H, W], `data` = raw CHW, round-robin."""
-    folder.mkdir(parents=True, exist_ok=True)
-    res = images_hwc.shape[1]
-    lod = int(np.log2(res))
-    level = images_hwc.astype(np.float64)
-    for r in range(lod, 1, -1):
-        writers = [tf.io.TFRecordWriter(str(folder / f"{base}-r{r:02d}.tfrecords{s + 1}of{shards}"))
-                   for s in range(shards)]
-        for i, img in enumerate(np.rint(level).astype(np.uint8)):
-            chw = img.transpose(2, 0, 1)
-            ex = tf.train.Example(features=tf.train.Features(feature={
-                "shape": tf.train.Feature(int64_list=tf.train.Int64List(value=list(chw.shape))),
-                "data": tf.train.Feature(bytes_list=tf.train.BytesList(value=[chw.tobytes()]))}))
-            writers[i % shards].write(ex.SerializeToString())
-        for w in writers:
-            w.close()
-        level = level.reshape(len(level), level.shape[1] // 2, 2, level.shape[2] // 2, 2, 3).mean(axis=(2, 4))
-
-
 def test_reads_original_multi_resolution_tfrecords(tmp_path):
     rng = np.random.default_rng(3)
     images = rng.integers(0, 256, (6, 16, 16, 3), dtype=np.uint8)
     folder = tmp_path / "clevr"
-    _write_original(folder, "clevr", images)
+    write_original(folder, "clevr", images)
     ds = open_dataset(folder)
     assert (ds.resolution, ds.num_images, ds.channels, ds.ratio, ds.kind) == (16, 6, 3, 0.75, "original")
     got = _all(ds)
@@ -91,7 +70,7 @@ def test_reads_original_multi_resolution_tfrecords(tmp_path):
 
 def test_original_format_with_catalog_metadata_uses_recorded_counts(tmp_path):
     images = np.zeros((3, 8, 8, 3), np.uint8)
-    _write_original(tmp_path / "x", "x", images, shards=1)
+    write_original(tmp_path / "x", "x", images, shards=1)
     (tmp_path / "x" / "dataset.json").write_text(json.dumps(
         {"format": "original-tfrecords", "name": "cityscapes", "ratio": 0.5, "counts": {"8": [3]}}))
     ds = open_dataset(tmp_path / "x")

@@ -10,7 +10,7 @@ import tensorflow as tf
 from dnnlib import download
 from dnnlib.util import UserError
 from metrics import inception, netfiles, torchzip
-from test_metrics_torchzip import Module, write_pt
+from tests.metrics_helpers import Module, write_pt
 
 _TF_E_BLOCKS = {"tower_conv": "tower/conv", "tower_mixed_conv": "tower/mixed/conv",
                 "tower_mixed_conv_1": "tower/mixed/conv_1", "tower_1_conv": "tower_1/conv",

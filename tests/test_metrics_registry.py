@@ -13,64 +13,8 @@ import tensorflow as tf
 
 from dnnlib.util import UserError
 from metrics import context, fid, images, inception_score, kid, registry
-
-
-class TinyG:
-    """Stand-in generator with the documented API: latents [B, K, d] -> images [B, R, R, 3] in [-1, 1]."""
-
-    latent_shape = (2, 4)
-    resolution = 16
-    label_dim = 0
-
-    def __init__(self):
-        rng = np.random.RandomState(0)
-        self.proj = tf.constant(rng.randn(8, 16 * 16 * 3).astype(np.float32) * 0.7)
-        self.calls = 0
-
-    def mapping(self, z, labels=None):
-        return tf.tile(tf.cast(z, tf.float32)[:, :, None, :], [1, 1, 3, 1])  # ws [B, K, L=3, d]
-
-    def synthesis(self, ws, noise_mode="const"):
-        flat = tf.reshape(tf.reduce_mean(ws, axis=2), [-1, 8])
-        return tf.reshape(tf.tanh(flat @ self.proj), [-1, 16, 16, 3])
-
-    def __call__(self, z, labels=None, truncation_psi=1.0, noise_mode="const", return_maps=False):
-        self.calls += 1
-        return self.synthesis(self.mapping(z, labels), noise_mode=noise_mode)
-
-
-class MemDataset:
-    """In-memory stand-in for training.data.loader.Dataset."""
-
-    def __init__(self, n=30, ratio=1.0):
-        self.images = np.random.RandomState(1).randint(0, 256, [n, 16, 16, 3]).astype(np.uint8)
-        self.name, self.path, self.resolution, self.ratio, self.label_dim = "mem", "/mem/ds", 16, ratio, 0
-        self.num_images = n
-        self.reads = 0
-
-    def tf_dataset(self, batch_size, shuffle=True, repeat=True, seed=0):
-        self.reads += 1
-        return tf.data.Dataset.from_tensor_slices(self.images).batch(batch_size)
-
-
-class StandInNet:
-    """Cheap feature network: per-channel mean/std/min/max (12-d) and softmax 'class probabilities'."""
-
-    name, path, sha256, preprocessing = "stand-in", "/none", "0" * 64, "stand-in"
-
-    def __init__(self, has_logits=True):
-        self.has_logits = has_logits
-        self.shapes = []
-
-    def features(self, batch, resize="legacy"):
-        self.shapes.append(batch.shape)
-        x = batch.astype(np.float32) / 255.0
-        return np.concatenate([x.mean((1, 2)), x.std((1, 2)), x.min((1, 2)), x.max((1, 2))], axis=1)
-
-    def features_and_probs(self, batch):
-        f = self.features(batch)
-        logits = f @ np.linspace(-3, 3, 12 * 5).reshape(12, 5)
-        return f, np.asarray(tf.nn.softmax(logits))
+from tests.metrics_helpers import MemDataset, StandInNet, TinyG
+from tests.train_helpers import read_scalars
 
 
 @pytest.fixture
@@ -179,9 +123,24 @@ def test_unknown_metric_and_missing_count_are_user_errors(tmp_path, net):
 
 
 def test_tensorboard_scalars_are_written(tmp_path, net):
+    """The event file holds each metric's value and its float side results (IS's std) at step kimg * 1000 (images
+    seen), one point per evaluation, equal to the recorded values."""
     writer = tf.summary.create_file_writer(str(tmp_path / "tb"))
-    _run("fid", tmp_path, tb_writer=writer)
-    assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+    records = {}
+    for kimg, seed in ((10.0, 1), (20.5, 2)):  # another seed each time: other fakes, other values
+        for rec in registry.evaluate("fid,is", TinyG(), MemDataset(), 20, str(tmp_path / "run"), f"snap-{seed}",
+                                     kimg, batch_size=8, cache_dir=str(tmp_path / "cache"), tb_writer=writer,
+                                     seed=seed):
+            records.setdefault(rec["metric"], []).append(rec)
+    scalars = read_scalars(str(tmp_path / "tb"))
+    assert sorted(scalars) == ["Metrics/fid", "Metrics/is", "Metrics/is/std"]
+    fids, iss = records["fid"], records["is"]
+    assert fids[0]["value"] != fids[1]["value"] and iss[0]["value"] != iss[1]["value"]
+    for tag, want in (("Metrics/fid", [r["value"] for r in fids]), ("Metrics/is", [r["value"] for r in iss]),
+                      ("Metrics/is/std", [r["results"]["std"] for r in iss])):
+        assert [step for step, _ in scalars[tag]] == [10000, 20500], tag
+        assert [value for _, value in scalars[tag]] == pytest.approx(want, rel=1e-6), tag  # stored as float32
+    assert all(v > 0 for _, v in scalars["Metrics/fid"]) and all(v >= 1 for _, v in scalars["Metrics/is"])
 
 
 _STRATEGY_SCRIPT = textwrap.dedent("""
@@ -190,8 +149,8 @@ _STRATEGY_SCRIPT = textwrap.dedent("""
     import tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    sys.path[:0] = [sys.argv[1], sys.argv[2]]
-    from test_metrics_registry import TinyG
+    sys.path.insert(0, sys.argv[1])
+    from tests.metrics_helpers import TinyG
     from metrics import images
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     assert strategy.num_replicas_in_sync == 2
@@ -218,7 +177,7 @@ _STRATEGY_SCRIPT = textwrap.dedent("""
 
 
 def test_generation_and_ppl_run_on_all_replicas_of_a_strategy():
-    root = Path(__file__).resolve().parent
-    out = subprocess.run([sys.executable, "-c", _STRATEGY_SCRIPT, str(root), str(root.parent)],
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-c", _STRATEGY_SCRIPT, str(root)],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and out.stdout.strip().endswith("OK"), out.stderr[-3000:]

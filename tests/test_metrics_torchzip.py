@@ -1,10 +1,6 @@
-"""The torch-free `.pt` reader: tensors, TorchScript records, and refusal of anything executable.
+"""The torch-free `.pt` reader: tensors, TorchScript records, and refusal of anything executable (the files are
+written by `tests.metrics_helpers.write_pt`)."""
 
-Also provides `write_pt`, a tiny torch-free writer of `.pt` zips used by the other metrics tests.
-"""
-
-import io
-import pickle
 import zipfile
 
 import numpy as np
@@ -12,105 +8,7 @@ import pytest
 
 from dnnlib.util import UserError
 from metrics import netfiles, torchzip
-
-_DTYPE_STORAGE = {np.dtype("float32"): "FloatStorage", np.dtype("float64"): "DoubleStorage",
-                  np.dtype("int64"): "LongStorage", np.dtype("float16"): "HalfStorage"}
-
-
-class _Global:
-    """A named global as written in the pickle (never resolved on the writing side)."""
-
-    def __init__(self, module, name):
-        self.module, self.name = module, name
-
-    def __call__(self, *args):  # only so that pickle accepts it as a reduce callable
-        raise AssertionError("not callable")
-
-
-class Module:
-    """A TorchScript-like module record: `__torch__.<module>.<cls>` with an attribute dict."""
-
-    def __init__(self, qualname, **attrs):
-        self.qualname, self.attrs = qualname, attrs
-
-
-
-class _Tensor:
-    def __init__(self, array, key):
-        self.array, self.key = array, key
-
-    def __reduce_ex__(self, protocol):
-        a = self.array
-        stride = tuple(s // a.itemsize for s in a.strides)
-        storage = _Storage(a, self.key)
-        return (_Global("torch._utils", "_rebuild_tensor_v2"),
-                (storage, 0, a.shape, stride, False, _Call(_Global("collections", "OrderedDict"))))
-
-
-class _Call:
-    """Pickles as `func()` (a REDUCE with no arguments)."""
-
-    def __init__(self, func):
-        self.func = func
-
-    def __reduce_ex__(self, protocol):
-        return self.func, ()
-
-
-class _Storage:
-    def __init__(self, array, key):
-        self.array, self.key = array, key
-
-
-class _Writer(pickle._Pickler):
-    dispatch = dict(pickle._Pickler.dispatch)
-
-    def save_global(self, obj, name=None):
-        self.write(pickle.GLOBAL + f"{obj.module}\n{obj.name}\n".encode())
-        self.memoize(obj)
-
-    dispatch[_Global] = save_global
-
-    def save_module(self, obj):
-        mod, _, name = obj.qualname.rpartition(".")
-        self.save(_Global(mod, name))
-        self.save(())
-        self.write(pickle.NEWOBJ)
-        self.memoize(obj)
-        self.save(obj.attrs)
-        self.write(pickle.BUILD)
-
-    dispatch[Module] = save_module
-
-    def persistent_id(self, obj):
-        if isinstance(obj, _Storage):
-            kind = _Global("torch", _DTYPE_STORAGE[obj.array.dtype])
-            return ("storage", kind, obj.key, "cpu", obj.array.size)
-        return None
-
-
-def _wrap_tensors(obj, arrays):
-    if isinstance(obj, np.ndarray):
-        arrays.append(np.ascontiguousarray(obj))
-        return _Tensor(arrays[-1], str(len(arrays) - 1))
-    if isinstance(obj, Module):
-        return Module(obj.qualname, **{k: _wrap_tensors(v, arrays) for k, v in obj.attrs.items()})
-    if isinstance(obj, dict):
-        return {k: _wrap_tensors(v, arrays) for k, v in obj.items()}
-    return obj
-
-
-def write_pt(path, obj, prefix="archive"):
-    """Writes `obj` (nested dicts / `Module`s with numpy arrays) as a torch-style `.pt` zip."""
-    arrays = []
-    wrapped = _wrap_tensors(obj, arrays)
-    buf = io.BytesIO()
-    _Writer(buf, protocol=2).dump(wrapped)
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
-        z.writestr(f"{prefix}/data.pkl", buf.getvalue())
-        for i, a in enumerate(arrays):
-            z.writestr(f"{prefix}/data/{i}", a.astype(a.dtype.newbyteorder("<")).tobytes())
-        z.writestr(f"{prefix}/version", "3\n")
+from tests.metrics_helpers import Module, write_pt
 
 
 def test_reads_state_dict_and_strided_views(tmp_path):

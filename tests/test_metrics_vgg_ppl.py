@@ -10,31 +10,7 @@ from dnnlib import download
 from dnnlib.files import file_sha256
 from dnnlib.util import UserError
 from metrics import images, netfiles, ppl, precision_recall, registry, vgg16
-from test_metrics_registry import MemDataset, TinyG
-from test_metrics_torchzip import write_pt
-
-FC = 16  # small fully-connected width keeps the synthetic file small
-
-
-def synthetic_tensors(seed=0, with_fc=True, with_lins=True):
-    """Random VGG16-shaped tensors in torch layouts and `.pt` order."""
-    rng = np.random.RandomState(seed)
-    out = collections.OrderedDict()
-    cin = 3
-    for i, c in enumerate(vgg16.CONV_CHANNELS):
-        out[f"layers.conv{i}.weight"] = (rng.randn(c, cin, 3, 3) * np.sqrt(2.0 / (9 * cin))).astype(np.float32)
-        out[f"layers.conv{i}.bias"] = (rng.randn(c) * 0.05).astype(np.float32)
-        cin = c
-    if with_fc:
-        out["layers.fc6.weight"] = (rng.randn(FC, 25088) * np.sqrt(2.0 / 25088)).astype(np.float32)
-        out["layers.fc6.bias"] = (rng.randn(FC) * 0.05).astype(np.float32)
-        out["layers.fc7.weight"] = (rng.randn(FC, FC) * np.sqrt(2.0 / FC)).astype(np.float32)
-        out["layers.fc7.bias"] = (rng.randn(FC) * 0.05).astype(np.float32)
-    if with_lins:
-        for j, idx in enumerate(vgg16.POOL_AFTER):
-            out[f"lpips.lin{j}.weight"] = rng.uniform(0, 1, [1, vgg16.CONV_CHANNELS[idx], 1, 1]).astype(np.float32)
-    return out
-
+from tests.metrics_helpers import MemDataset, TinyG, synthetic_tensors, write_pt
 
 @pytest.fixture(scope="module")
 def tensors():

@@ -214,10 +214,8 @@ def test_bad_input_is_one_line_and_writes_nothing(snapshot, tmp_path, capsys, ex
 
 
 def test_perceptual_lookup_order_and_lpips(tmp_path):
-    from test_metrics_torchzip import write_pt
-    from test_metrics_vgg_ppl import synthetic_tensors
-
     from metrics.vgg16 import load_vgg16
+    from tests.metrics_helpers import synthetic_tensors, write_pt
 
     cache = tmp_path / "cache"
     cache.mkdir()

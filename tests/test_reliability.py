@@ -18,12 +18,11 @@ import pytest
 
 from training.formats.archive import read_snapshot
 from dnnlib.util import UserError
-from tests.test_training_loop import _trainer as _base_trainer
-from tests.train_helpers import ROOT, make_shapes
+from tests.train_helpers import ROOT, STYLEGAN2_TICK_KIMG, make_shapes, stylegan2_trainer
 from training.cli import launch
 from training.training_loop import snapshot_label
 
-TICK_KIMG = 0.004  # one minibatch of 4 images
+TICK_KIMG = STYLEGAN2_TICK_KIMG  # one minibatch of 4 images
 KILL_POINTS = {
     # SIGKILL when the 3rd checkpoint is about to be written: tick 2's stats line is logged, its checkpoint is not
     "before-checkpoint-3": """
@@ -48,11 +47,6 @@ training_loop.Trainer.save_snapshot = save_snapshot
 }
 
 
-def _trainer(run_dir, data_dir, **kw):
-    kw.setdefault("total_kimg", 3 * TICK_KIMG)
-    return _base_trainer(run_dir, data_dir, preset="stylegan2", kimg_per_tick=TICK_KIMG, **kw)
-
-
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     d = str(tmp_path_factory.mktemp("data"))
@@ -64,7 +58,7 @@ def data_dir(tmp_path_factory):
 def base_run(data_dir, tmp_path_factory):
     """A finished 3-tick run: checkpoints ckpt-1..3, snapshots at 0.004/0.008/0.012 kimg, network-final.pkl."""
     run_dir = str(tmp_path_factory.mktemp("base") / "run")
-    _trainer(run_dir, data_dir).run()
+    stylegan2_trainer(run_dir, data_dir).run()
     return run_dir
 
 
@@ -91,9 +85,9 @@ def _ticks(run_dir):
 
 def _killed_run(run_dir, data_dir, point, total_kimg, **kw):
     """Trains in a subprocess that SIGKILLs itself at `point` (see KILL_POINTS)."""
-    code = ("import os, signal, sys\nfrom training import checkpoint, training_loop\n" + KILL_POINTS[point]
-            + "from tests.test_reliability import _trainer\n"
-            + f"_trainer({run_dir!r}, {data_dir!r}, total_kimg={total_kimg!r}, **{kw!r}).run()\n")
+    code = ("import os, signal, sys\nfrom training import training_loop\nfrom training.formats import checkpoint\n"
+            + KILL_POINTS[point] + "from tests.train_helpers import stylegan2_trainer\n"
+            + f"stylegan2_trainer({run_dir!r}, {data_dir!r}, total_kimg={total_kimg!r}, **{kw!r}).run()\n")
     env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=900)
@@ -118,7 +112,7 @@ def test_damaged_index_file_still_resumes_from_the_files(damage, run, data_dir):
         open(index, "w").write('model_checkpoint_path: "ckpt-9"\nall_model_checkpoint_paths: "ckpt-9"\n')
     else:
         open(index, "wb").write(b"\x00\xffgarbage {{" if damage == "garbage" else b"")
-    trainer = _trainer(run, data_dir)
+    trainer = stylegan2_trainer(run, data_dir)
     message = trainer.restore_or_init()
     assert message.startswith("Resuming from") and "ckpt-3" in message, message
     assert trainer.progress.kimg == pytest.approx(3 * TICK_KIMG)
@@ -127,7 +121,7 @@ def test_damaged_index_file_still_resumes_from_the_files(damage, run, data_dir):
 def test_garbage_index_then_training_continues_and_rewrites_the_index(run, data_dir, capsys):
     import tensorflow as tf
     open(_ckpt(run, "checkpoint"), "w").write("garbage")
-    trainer = _trainer(run, data_dir, total_kimg=4 * TICK_KIMG)
+    trainer = stylegan2_trainer(run, data_dir, total_kimg=4 * TICK_KIMG)
     trainer.run()
     assert "Starting from scratch" not in capsys.readouterr().out
     assert trainer.progress.kimg == pytest.approx(4 * TICK_KIMG)
@@ -141,7 +135,7 @@ def test_index_without_checkpoint_files_is_an_error_not_a_restart(run, data_dir)
     for path in glob.glob(_ckpt(run, "ckpt-*")):
         os.remove(path)
     with pytest.raises(UserError, match="--restart"):
-        _trainer(run, data_dir).restore_or_init()
+        stylegan2_trainer(run, data_dir).restore_or_init()
 
 
 # ------------------------------------------------------------------------------------- 2. snapshot order
@@ -158,7 +152,7 @@ def test_last_snapshots_keeps_the_newest_by_kimg_with_old_names(run, data_dir):
     for label in ("000001", "000001.200", "000001.400"):  # the old name of exactly 1 kimg, and two newer ones
         open(os.path.join(run, f"network-snapshot-{label}.pkl"), "wb").close()
     assert os.path.basename(launch.latest_snapshot(run)) == "network-snapshot-000001.400.pkl"
-    trainer = _trainer(run, data_dir, last_snapshots=1)
+    trainer = stylegan2_trainer(run, data_dir, last_snapshots=1)
     trainer._prune_snapshots()
     assert sorted(glob.glob(os.path.join(run, "network-snapshot-*"))) == [
         os.path.join(run, "network-snapshot-000001.400.pkl")]
@@ -187,7 +181,7 @@ DAMAGES = {
 @pytest.mark.parametrize("damage", sorted(DAMAGES))
 def test_damaged_newest_checkpoint_falls_back_to_the_previous(damage, run, data_dir, capsys):
     DAMAGES[damage](run)
-    trainer = _trainer(run, data_dir)
+    trainer = stylegan2_trainer(run, data_dir)
     message = trainer.restore_or_init()
     assert message.startswith("Resuming from") and message.split()[2].endswith("ckpt-2"), message
     assert trainer.progress.kimg == pytest.approx(2 * TICK_KIMG)
@@ -198,11 +192,11 @@ def test_damaged_newest_checkpoint_falls_back_to_the_previous(damage, run, data_
 def test_retraining_over_a_damaged_checkpoint_replaces_it(run, base_run, data_dir):
     from training.formats.checkpoint import checksum_problem
     _flip_bytes(_data_file(run, 3))
-    _trainer(run, data_dir, total_kimg=4 * TICK_KIMG).run()
+    stylegan2_trainer(run, data_dir, total_kimg=4 * TICK_KIMG).run()
     label = snapshot_label(3 * TICK_KIMG)  # tick 3 trained again from ckpt-2: the same weights as at first
     _assert_same_weights(os.path.join(base_run, f"network-snapshot-{label}.pkl"),
                          os.path.join(run, f"network-snapshot-{label}.pkl"))
-    trainer = _trainer(run, data_dir, total_kimg=4 * TICK_KIMG)
+    trainer = stylegan2_trainer(run, data_dir, total_kimg=4 * TICK_KIMG)
     assert trainer.restore_or_init().split()[2].endswith("ckpt-4")
     for step in (3, 4):  # the rewritten ckpt-3 verifies again
         assert checksum_problem(_ckpt(run, f"ckpt-{step}")) is None
@@ -212,7 +206,7 @@ def test_no_intact_checkpoint_is_a_one_line_error(run, data_dir):
     for step in (1, 2, 3):
         _flip_bytes(_data_file(run, step))
     with pytest.raises(UserError, match="no intact checkpoint") as info:
-        _trainer(run, data_dir).restore_or_init()
+        stylegan2_trainer(run, data_dir).restore_or_init()
     assert "\n" not in str(info.value) and "ckpt-3" in str(info.value) and "--restart" in str(info.value)
 
 
@@ -220,7 +214,7 @@ def test_checkpoints_without_checksum_records_still_resume(run, data_dir):
     """Runs checkpointed before the records existed (or killed before one was written) still resume."""
     for path in glob.glob(_ckpt(run, "*.json")):
         os.remove(path)
-    trainer = _trainer(run, data_dir)
+    trainer = stylegan2_trainer(run, data_dir)
     assert "ckpt-3" in trainer.restore_or_init()
 
 
@@ -232,7 +226,7 @@ def test_leftovers_of_kills_are_removed_at_start(run, data_dir, capsys):
     open(os.path.join(temp, "part-00000-of-00001.data-00000-of-00001"), "wb").write(b"\0" * 64)
     stale = os.path.join(run, ".network-snapshot-000000.016.pkl.tmp-12345-0a1b2c3d")  # a killed snapshot write
     open(stale, "wb").write(b"PK")
-    _trainer(run, data_dir, total_kimg=4 * TICK_KIMG).run()
+    stylegan2_trainer(run, data_dir, total_kimg=4 * TICK_KIMG).run()
     assert not os.path.exists(temp) and not os.path.exists(stale)
     assert "Removed 2 leftover(s)" in capsys.readouterr().out
     after = set(os.listdir(run)) | set(os.listdir(os.path.join(run, "checkpoints")))
@@ -246,7 +240,7 @@ def test_stats_are_truncated_to_the_checkpoint_on_resume(data_dir, tmp_path):
     assert _event_steps(run_dir, "Progress/tick") == [4, 8, 12]
     with open(os.path.join(run_dir, "stats.jsonl"), "a", encoding="utf-8") as f:
         f.write('{"G/loss": 0.5, "Progr')  # a line torn by a kill
-    _trainer(run_dir, data_dir, total_kimg=4 * TICK_KIMG, summarize=True).run()
+    stylegan2_trainer(run_dir, data_dir, total_kimg=4 * TICK_KIMG, summarize=True).run()
     assert _ticks(run_dir) == [(0, 0.004), (1, 0.008), (2, 0.012), (3, 0.016)]
     # TensorBoard (all event files of the run together) has each step of a scalar once: the killed process's
     # step-12 summaries were dropped from its file, the resumed process logged step 12 again.
@@ -287,7 +281,7 @@ def test_killed_before_network_final_only_writes_the_final_artefacts(data_dir, t
     run_dir = str(tmp_path / "run")
     _killed_run(run_dir, data_dir, "before-final", 3 * TICK_KIMG)
     assert not os.path.exists(os.path.join(run_dir, "network-final.pkl"))
-    trainer = _trainer(run_dir, data_dir)
+    trainer = stylegan2_trainer(run_dir, data_dir)
 
     def no_training(*args, **kwargs):
         raise AssertionError("the run trained past its target")

@@ -19,34 +19,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import generate
 from dnnlib.util import UserError
-from tests.train_helpers import ROOT, make_shapes
+from tests.train_helpers import ROOT, make_shapes, run_generate, save_tiny_snapshot, stylegan2_trainer
 from training.cli import launch
-from training.networks import build_networks
-from training.formats.networks import save_networks
-
-TINY = dict(channel_max=16, components_num=2, latent_dim=8)  # 8x8, z [3, 8]
-
-
-def _save_tiny(path, nan_in=None):
-    G, D = build_networks("ganformer-ffhq", 8, seed=5, **TINY)
-    if nan_in is not None:
-        var = G.variable_dict()[nan_in]
-        var.assign(np.full(var.shape, np.nan, np.float32))
-    save_networks(path, G, D, G, {"kimg": 1})
-
 
 @pytest.fixture(scope="module")
 def snapshot(tmp_path_factory):
     """A tiny GANformer snapshot in a run dir: `<run>/network-snapshot-000001.000.pkl`."""
     path = str(tmp_path_factory.mktemp("run") / "network-snapshot-000001.000.pkl")
-    _save_tiny(path)
+    save_tiny_snapshot(path)
     return path
-
-
-def _gen(*argv):
-    return generate.main(["--compile", "eager", "--no-progress", *argv])
 
 
 def _one_line(err, prog="generate.py"):
@@ -88,12 +70,12 @@ def test_newest_intact_skips_damaged_and_nan_snapshots(snapshot, tmp_path, capsy
     os.makedirs(run)
     intact = str(run / "network-snapshot-000001.000.pkl")
     shutil.copy(snapshot, intact)
-    _save_tiny(str(run / "network-snapshot-000002.000.pkl"), nan_in="synthesis/8x8/ToRGB/bias")
+    save_tiny_snapshot(str(run / "network-snapshot-000002.000.pkl"), nan_in="synthesis/8x8/ToRGB/bias")
     flipped = bytearray(open(snapshot, "rb").read())
     flipped[len(flipped) // 2] ^= 0xFF  # inside an array: the zip's CRC check fails
     open(run / "network-snapshot-000003.000.pkl", "wb").write(bytes(flipped))
     _truncated_copy(snapshot, str(run / "network-final.pkl"))
-    assert _gen("--model", str(run / "network-final.pkl"), "--output-dir", str(tmp_path / "out")) == 2
+    assert run_generate("--model", str(run / "network-final.pkl"), "--output-dir", str(tmp_path / "out")) == 2
     line = _one_line(capsys.readouterr().err)
     assert "truncated" in line and line.endswith(f"is {intact}"), line
 
@@ -124,11 +106,10 @@ TF_ENOSPC = "{{function_node __wrapped__SaveV2}} %s/part-00000-of-00001.data-000
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """(data dir, run dir) of a finished one-tick tiny StyleGAN2 run: ckpt-1, network-snapshot-000000.004.pkl."""
-    from tests.test_reliability import _trainer
     data = str(tmp_path_factory.mktemp("data"))
     make_shapes(data, count=16, resolution=16)
     run = str(tmp_path_factory.mktemp("trained") / "run")
-    _trainer(run, data, total_kimg=0.004).run()
+    stylegan2_trainer(run, data, total_kimg=0.004).run()
     return data, run
 
 
@@ -138,7 +119,6 @@ def _files(run):
 
 
 def test_disk_full_at_a_checkpoint_is_one_line_and_keeps_the_earlier_one(trained, tmp_path, monkeypatch):
-    from tests.test_reliability import _trainer
     from training.formats.checkpoint import checksum_problem
     data, base = trained
     run = str(tmp_path / "run")
@@ -152,7 +132,7 @@ def test_disk_full_at_a_checkpoint_is_one_line_and_keeps_the_earlier_one(trained
         raise tf.errors.ResourceExhaustedError(None, None, TF_ENOSPC % temp)
     monkeypatch.setattr(tf.train.CheckpointManager, "save", full_disk)
     with pytest.raises(UserError) as info:
-        _trainer(run, data, total_kimg=0.008).run()
+        stylegan2_trainer(run, data, total_kimg=0.008).run()
     message = str(info.value)
     assert "\n" not in message and message.startswith("disk full: could not write checkpoint ckpt-2"), message
     assert re.search(r"\(needs about [\d.]+ [KM]iB, ", message) and "intact" in message, message
@@ -160,11 +140,10 @@ def test_disk_full_at_a_checkpoint_is_one_line_and_keeps_the_earlier_one(trained
     assert {k: v for k, v in _files(run).items() if k.startswith("checkpoints/ckpt-1")} == before
     assert checksum_problem(os.path.join(run, "checkpoints", "ckpt-1")) is None
     monkeypatch.undo()
-    assert "ckpt-1" in _trainer(run, data, total_kimg=0.008).restore_or_init()
+    assert "ckpt-1" in stylegan2_trainer(run, data, total_kimg=0.008).restore_or_init()
 
 
 def test_disk_full_at_a_snapshot_is_one_line_and_keeps_the_older_files(trained, tmp_path, monkeypatch):
-    from tests.test_reliability import _trainer
     data, base = trained
     run = str(tmp_path / "run")
     shutil.copytree(base, run)
@@ -193,7 +172,7 @@ def test_disk_full_at_a_snapshot_is_one_line_and_keeps_the_older_files(trained, 
     monkeypatch.setattr("builtins.open", open_on_a_full_disk)
     monkeypatch.setattr(os, "fdopen", fdopen_on_a_full_disk)
     with pytest.raises(UserError) as info:
-        _trainer(run, data, total_kimg=0.008).run()
+        stylegan2_trainer(run, data, total_kimg=0.008).run()
     message = str(info.value)
     assert "\n" not in message and message.startswith(
         "disk full: could not write snapshot network-snapshot-000000.008.pkl"), message
@@ -272,8 +251,8 @@ def test_log_file_on_a_full_disk_does_not_break_printing(tmp_path, capsys):
 # --------------------------------------------------------------------------------------- 11. NaN and inf
 def test_nan_weights_are_refused(tmp_path, capsys):
     path = str(tmp_path / "nan.pkl")
-    _save_tiny(path, nan_in="synthesis/8x8/ToRGB/bias")
-    assert _gen("--model", path, "--output-dir", str(tmp_path / "out"), "--images-num", "2") == 2
+    save_tiny_snapshot(path, nan_in="synthesis/8x8/ToRGB/bias")
+    assert run_generate("--model", path, "--output-dir", str(tmp_path / "out"), "--images-num", "2") == 2
     line = _one_line(capsys.readouterr().err)
     assert "NaN or infinite" in line and "ToRGB/bias" in line, line
     assert not os.path.exists(tmp_path / "out")
@@ -284,7 +263,7 @@ def test_non_finite_latents_are_refused(value, snapshot, tmp_path, capsys):
     z = np.zeros((3, 3, 8))
     z[1, 2, 3] = value
     np.save(tmp_path / "z.npy", z)
-    assert _gen("--model", snapshot, "--latents", str(tmp_path / "z.npy"), "--output-dir", str(tmp_path / "o")) == 2
+    assert run_generate("--model", snapshot, "--latents", str(tmp_path / "z.npy"), "--output-dir", str(tmp_path / "o")) == 2
     line = _one_line(capsys.readouterr().err)
     assert "1 of 3 latents hold NaN or infinite" in line and "rows 1" in line, line
     assert not os.path.exists(tmp_path / "o")
@@ -292,14 +271,14 @@ def test_non_finite_latents_are_refused(value, snapshot, tmp_path, capsys):
 
 @pytest.mark.parametrize("psi", ["nan", "inf", "-inf"])
 def test_non_finite_truncation_psi_is_refused(psi, snapshot, tmp_path, capsys):
-    assert _gen("--model", snapshot, f"--truncation-psi={psi}", "--output-dir", str(tmp_path / "o")) == 2
+    assert run_generate("--model", snapshot, f"--truncation-psi={psi}", "--output-dir", str(tmp_path / "o")) == 2
     assert "--truncation-psi" in _one_line(capsys.readouterr().err)
     assert not os.path.exists(tmp_path / "o")
 
 
 def test_non_finite_outputs_are_counted_with_a_warning_and_exit_1(snapshot, tmp_path, capsys):
     out = str(tmp_path / "out")  # a finite psi so large that the generator overflows
-    assert _gen("--model", snapshot, "--truncation-psi", "1e38", "--seeds", "0-2", "--output-dir", out) == 1
+    assert run_generate("--model", snapshot, "--truncation-psi", "1e38", "--seeds", "0-2", "--output-dir", out) == 1
     captured = capsys.readouterr()
     assert "Wrote 3 images" in captured.out
     lines = captured.err.strip().splitlines()
@@ -338,7 +317,7 @@ def _write_bad_latents(tmp_path, kind):
 def test_bad_latents_files_are_one_line_before_any_work(kind, needle, tmp_path, capsys):
     path = _write_bad_latents(tmp_path, kind)
     missing = str(tmp_path / "no-such-model.pkl")  # the file is refused before the model is even looked at
-    assert _gen("--model", missing, "--latents", path, "--output-dir", str(tmp_path / "o")) == 2
+    assert run_generate("--model", missing, "--latents", path, "--output-dir", str(tmp_path / "o")) == 2
     line = _one_line(capsys.readouterr().err)
     assert line.startswith(f"generate.py: error: --latents {path}: ") and needle in line, line
     assert "allow_pickle" not in line
@@ -352,7 +331,7 @@ def test_bad_latents_files_are_one_line_before_any_work(kind, needle, tmp_path, 
     (["--blending-alpha", "nan"], "--blending-alpha nan"), (["--ratio", "inf"], "--ratio inf")])
 def test_bad_generate_flags_are_one_line_before_any_work(flags, needle, snapshot, tmp_path, capsys):
     out = str(tmp_path / "out")
-    assert _gen("--model", snapshot, "--output-dir", out, "--vis-interpolations", *flags) == 2
+    assert run_generate("--model", snapshot, "--output-dir", out, "--vis-interpolations", *flags) == 2
     line = _one_line(capsys.readouterr().err)
     assert needle in line and "VisOptions(" not in line, line
     assert not os.path.exists(out)  # no samples were written before the refusal
@@ -360,7 +339,7 @@ def test_bad_generate_flags_are_one_line_before_any_work(flags, needle, snapshot
 
 def test_output_dir_that_is_a_file_is_refused(snapshot, tmp_path, capsys):
     open(tmp_path / "out", "w").close()
-    assert _gen("--model", snapshot, "--output-dir", str(tmp_path / "out"), "--images-num", "1") == 2
+    assert run_generate("--model", snapshot, "--output-dir", str(tmp_path / "out"), "--images-num", "1") == 2
     assert "--output-dir" in _one_line(capsys.readouterr().err)
 
 

@@ -21,8 +21,7 @@ from dnnlib.files import write_atomic
 from dnnlib.util import UserError
 from run_network import _run_trainer
 from run_network import main as run_network
-from tests.test_reliability_cli import _gen, _save_tiny
-from tests.train_helpers import TINY_FLAGS, make_shapes
+from tests.train_helpers import TINY_FLAGS, make_shapes, run_generate, save_tiny_snapshot
 from training.formats.checkpoint import clean_leftovers
 from training.data.loader import open_dataset
 from training.run_folder import LOCK_FILE
@@ -47,7 +46,7 @@ def dataset(shapes, tmp_path):
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
     path = str(tmp_path_factory.mktemp("model") / "network-snapshot-000001.000.pkl")
-    _save_tiny(path)
+    save_tiny_snapshot(path)
     return path
 
 
@@ -234,7 +233,7 @@ def test_prepare_data_dir_naming_a_file(tmp_path, capsys):
 # 18, 20)
 def test_folder_in_the_place_of_a_sample(tiny_model, tmp_path, capsys):
     os.makedirs(tmp_path / "out" / "sample_000000.png")
-    assert _gen("--model", tiny_model, "--output-dir", str(tmp_path / "out"), "--images-num", "2") == 2
+    assert run_generate("--model", tiny_model, "--output-dir", str(tmp_path / "out"), "--images-num", "2") == 2
     assert "sample_000000.png: is a folder" in _one_error(capsys, "generate.py")
     assert os.listdir(tmp_path / "out") == ["sample_000000.png"]  # no temporary file left
 
@@ -244,7 +243,7 @@ def test_ctrl_c_in_generate(tiny_model, tmp_path, monkeypatch, capsys):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(generate, "write_samples", interrupted)
-    assert _gen("--model", tiny_model, "--output-dir", str(tmp_path / "out")) == 130
+    assert run_generate("--model", tiny_model, "--output-dir", str(tmp_path / "out")) == 130
     assert _one_error(capsys, "generate.py") == "generate.py: error: interrupted (the samples written so far are " \
                                                 "complete files)"
 
@@ -253,7 +252,7 @@ def test_ctrl_c_in_generate(tiny_model, tmp_path, monkeypatch, capsys):
                                           (["--ratio", "nan"], "--ratio nan"),
                                           (["--gpus", "x;y"], "--gpus x;y: expected a comma list")])
 def test_bad_generate_flags(flags, needle, tiny_model, tmp_path, capsys):
-    assert _gen("--model", tiny_model, "--output-dir", str(tmp_path / "out"), *flags) == 2
+    assert run_generate("--model", tiny_model, "--output-dir", str(tmp_path / "out"), *flags) == 2
     assert needle in _one_error(capsys, "generate.py") and not os.path.exists(tmp_path / "out")
 
 
@@ -262,7 +261,7 @@ def test_model_that_is_not_a_file(kind, tmp_path, capsys):
     path = {"folder": str(tmp_path), "device": os.devnull, "fifo": str(tmp_path / "fifo")}[kind]
     if kind == "fifo":
         os.mkfifo(path)
-    assert _gen("--model", path, "--output-dir", str(tmp_path / "out")) == 2
+    assert run_generate("--model", path, "--output-dir", str(tmp_path / "out")) == 2
     line = _one_error(capsys, "generate.py")
     assert f"{path}: is a {'FIFO' if kind == 'fifo' else kind}, not a regular file" in line, line
 

@@ -14,7 +14,7 @@ import tensorflow as tf
 from dnnlib import download
 from dnnlib.util import UserError
 from metrics import context, inception, netfiles, registry
-from tests.test_metrics_registry import MemDataset, StandInNet, TinyG
+from tests.metrics_helpers import MemDataset, StandInNet, TinyG
 
 
 @pytest.fixture

@@ -8,11 +8,7 @@ import numpy as np
 import pytest
 
 from dnnlib.util import UserError
-from tests.train_helpers import TINY_FLAGS, make_shapes, read_scalars
-from training.data.loader import open_dataset
-from training.options import TrainingOptions
-from training.presets import configs_from_options, preset_options
-from training.training_loop import Trainer
+from tests.train_helpers import TINY_FLAGS, make_shapes, make_trainer, read_scalars, trainer_weights
 
 PRESETS = ["ganformer-ffhq", "ganformer-clevr", "gan", "stylegan2", "kgan", "sagan"]
 
@@ -22,30 +18,6 @@ def data_dir(tmp_path_factory):
     d = str(tmp_path_factory.mktemp("data"))
     make_shapes(d, count=32, resolution=16)
     return d
-
-
-def _trainer(run_dir, data_dir, preset="ganformer-ffhq", strategy=None, **train_kw):
-    ds = open_dataset(os.path.join(data_dir, "shapes"))
-    batch_gpu = train_kw.get("batch_gpu", 4)
-    options = preset_options(preset)
-    options.update(channel_max=16, components_num=2, latent_size=16, mbstd_group_size=min(4, batch_gpu),
-                   merge_layer=3)
-    if preset in ("stylegan2", "gan", "sagan"):
-        options.update(components_num=1, latent_size=16)
-    g, d = configs_from_options(options, ds.resolution)
-    kw = dict(run_dir=run_dir, dataset="shapes", batch_size=4, batch_gpu=4, total_kimg=0.016, kimg_per_tick=0.008,
-              img_snapshot_ticks=1, network_snapshot_ticks=1, maps_snapshot_ticks=1, metrics=[], eager=True,
-              summarize=False, seed=7, attention_stats=False)
-    kw.update(train_kw)
-    os.makedirs(run_dir, exist_ok=True)
-    return Trainer(TrainingOptions(**kw), g, d, ds, strategy=strategy)
-
-
-def _weights(trainer):
-    out = {}
-    for name, net in (("G", trainer.G), ("D", trainer.D), ("Gs", trainer.Gs)):
-        out.update({f"{name}/{k}": v.numpy() for k, v in net.variable_dict().items()})
-    return out
 
 
 def test_cli_run_writes_every_artefact(data_dir, tmp_path):
@@ -86,16 +58,16 @@ def test_cli_run_writes_every_artefact(data_dir, tmp_path):
 @pytest.mark.parametrize("pl_weight", [0.0, 2.0])
 def test_exact_resume_is_bit_identical(data_dir, tmp_path, pl_weight):
     """With path-length regularization too (its phase runs at minibatches 0 and 4, before and after the resume)."""
-    straight = _trainer(str(tmp_path / "a"), data_dir, total_kimg=0.032, pl_weight=pl_weight, attention_stats=True)
+    straight = make_trainer(str(tmp_path / "a"), data_dir, total_kimg=0.032, pl_weight=pl_weight, attention_stats=True)
     straight.run()
-    first = _trainer(str(tmp_path / "b"), data_dir, total_kimg=0.032, max_ticks=2, pl_weight=pl_weight,
+    first = make_trainer(str(tmp_path / "b"), data_dir, total_kimg=0.032, max_ticks=2, pl_weight=pl_weight,
                      attention_stats=True)
     first.run()
     assert first.progress.kimg == pytest.approx(0.016)
-    resumed = _trainer(str(tmp_path / "b"), data_dir, total_kimg=0.032, pl_weight=pl_weight, attention_stats=True)
+    resumed = make_trainer(str(tmp_path / "b"), data_dir, total_kimg=0.032, pl_weight=pl_weight, attention_stats=True)
     resumed.run()
     assert resumed.progress.kimg == pytest.approx(0.032)
-    a, b = _weights(straight), _weights(resumed)
+    a, b = trainer_weights(straight), trainer_weights(resumed)
     assert a.keys() == b.keys()
     for name in a:
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
@@ -111,10 +83,10 @@ def test_exact_resume_is_bit_identical(data_dir, tmp_path, pl_weight):
 
 @pytest.mark.parametrize("preset", PRESETS)
 def test_every_preset_trains_a_tick(preset, data_dir, tmp_path):
-    trainer = _trainer(str(tmp_path), data_dir, preset=preset, total_kimg=0.008)
-    before = {k: v.copy() for k, v in _weights(trainer).items()}
+    trainer = make_trainer(str(tmp_path), data_dir, preset=preset, total_kimg=0.008)
+    before = {k: v.copy() for k, v in trainer_weights(trainer).items()}
     trainer.run()
-    after = _weights(trainer)
+    after = trainer_weights(trainer)
     changed = [k for k in before if k.startswith("G/") and not np.array_equal(before[k], after[k])]
     assert changed, "G did not train"
     assert all(np.isfinite(v).all() for v in after.values())
@@ -122,24 +94,24 @@ def test_every_preset_trains_a_tick(preset, data_dir, tmp_path):
 
 def test_bad_options_are_user_errors(data_dir, tmp_path):
     with pytest.raises(UserError, match="--batch-size"):
-        _trainer(str(tmp_path), data_dir, batch_size=6, batch_gpu=4)
+        make_trainer(str(tmp_path), data_dir, batch_size=6, batch_gpu=4)
     with pytest.raises(UserError, match="--g-loss"):
-        _trainer(str(tmp_path), data_dir, g_loss="nope")
+        make_trainer(str(tmp_path), data_dir, g_loss="nope")
     with pytest.raises(UserError, match="--ratio"):
-        _trainer(str(tmp_path), data_dir, ratio=1.5)
+        make_trainer(str(tmp_path), data_dir, ratio=1.5)
 
 
 @pytest.mark.parametrize("pl_weight,d_reg", [(0.0, "r1"), (2.0, "non")])
 def test_optimizers_use_the_lazy_regularization_ratio_of_the_original(data_dir, tmp_path, pl_weight, d_reg):
     """Spec §3.2: G lr 0.0016, beta2 0.991992; D lr 0.0018824, beta2 0.990585, with or without a regularizer."""
-    trainer = _trainer(str(tmp_path), data_dir, pl_weight=pl_weight, d_reg=d_reg)
+    trainer = make_trainer(str(tmp_path), data_dir, pl_weight=pl_weight, d_reg=d_reg)
     assert (trainer.g_opt.learning_rate, trainer.g_opt.beta2) == pytest.approx((0.0016, 0.991992), abs=1e-6)
     assert (trainer.d_opt.learning_rate, trainer.d_opt.beta2) == pytest.approx((0.0018824, 0.990585), abs=1e-6)
     assert trainer.g_opt.beta1 == trainer.d_opt.beta1 == 0.0
 
 
 def test_keep_samples_false_keeps_only_the_newest_grids(data_dir, tmp_path):
-    trainer = _trainer(str(tmp_path), data_dir, total_kimg=0.008, keep_samples=False)
+    trainer = make_trainer(str(tmp_path), data_dir, total_kimg=0.008, keep_samples=False)
     trainer.run()
     for kind in ("images", "maps"):  # kimg 0 and tick 0 were written; the newest is kept
         assert os.listdir(os.path.join(str(tmp_path), "visuals", kind)) == ["000000.008.png"]
@@ -154,7 +126,7 @@ def test_training_maps_are_the_samplers_images_and_the_visualizations_drawings(d
     from training.training_loop import MAP_COLUMNS, MAP_SAMPLES
     from training.vis.palette import DEFAULT_BLEND_ALPHA, blend, hard_maps, latent_palette, map_views
     from training.vis.sampler import Sampler
-    trainer = _trainer(str(tmp_path), data_dir)
+    trainer = make_trainer(str(tmp_path), data_dir)
     trainer.write_maps(0.0)
     grid = np.asarray(Image.open(os.path.join(str(tmp_path), "visuals", "maps", "000000.000.png")))
     res = Sampler(trainer.Gs, batch_size=4).generate(trainer._grid_latents()[:MAP_SAMPLES],
@@ -183,7 +155,7 @@ def test_fine_tuning_downloads_into_the_cache_dir(data_dir, tmp_path, monkeypatc
         raise UserError("stop")
 
     monkeypatch.setattr(training_loop.snapshot, "load_networks", load)
-    trainer = _trainer(str(tmp_path), data_dir, pretrained_pkl="gdrive:ffhq-snapshot.pkl", cache_dir="/my/cache")
+    trainer = make_trainer(str(tmp_path), data_dir, pretrained_pkl="gdrive:ffhq-snapshot.pkl", cache_dir="/my/cache")
     with pytest.raises(UserError, match="stop"):
         trainer.restore_or_init()
     assert seen == [("gdrive:ffhq-snapshot.pkl", "/my/cache")]
@@ -192,7 +164,7 @@ def test_fine_tuning_downloads_into_the_cache_dir(data_dir, tmp_path, monkeypatc
 @pytest.mark.parametrize("rampup", [0.05, None])
 def test_ema_rampup_makes_gs_follow_g_at_first(data_dir, tmp_path, rampup):
     """With the ramp-up, the first update sets Gs := G (beta 0); without it, Gs keeps ~all its initial weights."""
-    trainer = _trainer(str(tmp_path), data_dir, total_kimg=0.004, kimg_per_tick=0.004, ema_rampup=rampup)
+    trainer = make_trainer(str(tmp_path), data_dir, total_kimg=0.004, kimg_per_tick=0.004, ema_rampup=rampup)
     trainer.run()
     g, gs = trainer.G.variable_dict(), trainer.Gs.variable_dict()
     same = all(np.array_equal(g[k].numpy(), gs[k].numpy()) for k in g)
@@ -202,9 +174,9 @@ def test_ema_rampup_makes_gs_follow_g_at_first(data_dir, tmp_path, rampup):
 def test_preemption_mid_tick_checkpoints_only_and_keeps_the_tick_grid(data_dir, tmp_path):
     """SIGTERM in the middle of a tick: a checkpoint, no snapshot or metrics; the resumed run ends its ticks on the
     same kimg grid and its weights equal an uninterrupted run's."""
-    straight = _trainer(str(tmp_path / "a"), data_dir, total_kimg=0.032, kimg_per_tick=0.016)
+    straight = make_trainer(str(tmp_path / "a"), data_dir, total_kimg=0.032, kimg_per_tick=0.016)
     straight.run()
-    stopped = _trainer(str(tmp_path / "b"), data_dir, total_kimg=0.032, kimg_per_tick=0.016)
+    stopped = make_trainer(str(tmp_path / "b"), data_dir, total_kimg=0.032, kimg_per_tick=0.016)
     calls = []
     minibatch = stopped.steps.minibatch
 
@@ -219,10 +191,10 @@ def test_preemption_mid_tick_checkpoints_only_and_keeps_the_tick_grid(data_dir, 
     assert stopped.progress.kimg == pytest.approx(0.008) and int(stopped.progress.tick.numpy()) == 0
     run_b = str(tmp_path / "b")
     assert not glob.glob(os.path.join(run_b, "network-snapshot-*[1-9].pkl"))  # only kimg 0's
-    resumed = _trainer(run_b, data_dir, total_kimg=0.032, kimg_per_tick=0.016)
+    resumed = make_trainer(run_b, data_dir, total_kimg=0.032, kimg_per_tick=0.016)
     resumed.run()
     kimgs = [json.loads(line)["Progress/kimg"] for line in open(os.path.join(run_b, "stats.jsonl"))]
     assert kimgs == pytest.approx([0.016, 0.032])
-    a, b = _weights(straight), _weights(resumed)
+    a, b = trainer_weights(straight), trainer_weights(resumed)
     for name in a:
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)

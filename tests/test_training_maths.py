@@ -9,13 +9,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.train_helpers import tiny_steps
 from training import loss as losses
-from training.networks.discriminator import Discriminator
-from training.networks.generator import Generator
 from training.optimizer import Adam
-from training.options import TrainingOptions
-from training.presets import configs_from_options, preset_options
-from training.steps import TrainingSteps, ema_beta
+from training.steps import ema_beta
 
 EPS = 1e-5
 
@@ -189,26 +186,12 @@ def test_adam_with_the_lazy_regularization_ratio_matches_numpy(beta1, interval):
 
 
 # ------------------------------------------------------------------------------- TrainingSteps on tiny networks
-def _steps(**train_kw):
-    options = preset_options("stylegan2")
-    options.update(channel_max=8, latent_size=8, mapping_layersnum=2, mbstd_group_size=2)
-    g_cfg, d_cfg = configs_from_options(options, 8)
-    G, D, Gs = Generator(g_cfg, seed=1), Discriminator(d_cfg, seed=2), Generator(g_cfg, seed=3)
-    kw = dict(batch_size=4, batch_gpu=2, eager=True, ema_rampup=None, seed=5)
-    kw.update(train_kw)
-    opts = TrainingOptions(**kw).validate()
-    g_opt = Adam(G.trainable_variables, opts.g_lr, reg_interval=opts.g_reg_interval, name="g_opt")
-    d_opt = Adam(D.trainable_variables, opts.d_lr, reg_interval=opts.d_reg_interval, name="d_opt")
-    steps = TrainingSteps(G, D, Gs, g_opt, d_opt, opts, tf.distribute.get_strategy(), tf.Variable(0.0))
-    return steps
-
-
 def _values(variables):
     return [v.numpy().copy() for v in variables]
 
 
 def test_non_finite_gradients_skip_the_whole_update():
-    steps = _steps()
+    steps = tiny_steps()
     variables, opt = steps.G.trainable_variables, steps.g_opt
     before = _values(variables) + _values(opt.m) + _values(opt.v)
     grads = [tf.ones_like(v) for v in variables]
@@ -225,7 +208,7 @@ def test_non_finite_gradients_skip_the_whole_update():
 @pytest.mark.parametrize("clip", [None, 0.5, 1e6])
 def test_clip_scales_the_averaged_gradients_to_the_global_norm(clip):
     """Gradients summed over 2 slices are averaged, then clipped to `clip` by global norm (seen in Adam's v slot)."""
-    steps = _steps(clip=clip)
+    steps = tiny_steps(clip=clip)
     variables = steps.D.trainable_variables
     rng = np.random.RandomState(2)
     summed = [rng.randn(*v.shape).astype(np.float32) for v in variables]
@@ -242,7 +225,7 @@ def test_clip_scales_the_averaged_gradients_to_the_global_norm(clip):
 def test_minibatch_updates_w_avg_and_the_ema_as_closed_forms():
     """w_avg <- mean + 0.995 (w_avg - mean), mean of w[:, :, 0] over batch and components of this minibatch's z;
     Gs <- G + beta (Gs - G) with beta = 0.5^(batch / half-life) for trainables; non-trainables copied."""
-    steps = _steps(ema_kimg=0.01)
+    steps = tiny_steps(ema_kimg=0.01)
     G, Gs, opts = steps.G, steps.Gs, steps.opts
     G.w_avg.assign(np.linspace(-1, 1, 8).astype(np.float32))
     avg0, gs0 = G.w_avg.numpy().copy(), {k: v.numpy().copy() for k, v in Gs.variable_dict().items()}
@@ -262,7 +245,7 @@ def test_minibatch_updates_w_avg_and_the_ema_as_closed_forms():
 def test_every_training_pass_draws_fresh_noise(monkeypatch):
     """The original trains with randomize_noise=True: G main, D main and the regularizers all synthesize with
     random per-sample noise, never the stored constant buffers (which would make the noise a fixed pattern)."""
-    steps = _steps(pl_weight=2.0, d_reg="r2", g_reg_interval=1, d_reg_interval=1)
+    steps = tiny_steps(pl_weight=2.0, d_reg="r2", g_reg_interval=1, d_reg_interval=1)
     real_synthesis, modes = steps.G.synthesis, []
 
     def spy(*args, **kwargs):

@@ -59,9 +59,9 @@ def test_compiling_the_phases_side_by_side_changes_no_state(xla):
     import numpy as np
     import tensorflow as tf
 
-    from tests.test_training_maths import _steps
+    from tests.train_helpers import tiny_steps
 
-    steps = _steps(eager=False, xla=xla)
+    steps = tiny_steps(eager=False, xla=xla)
     everything = (steps.G.variables + steps.D.variables + steps.Gs.variables + steps.g_opt.variables
                   + steps.d_opt.variables)
     before = [v.numpy().copy() for v in everything]
@@ -77,9 +77,9 @@ def test_without_xla_the_first_minibatch_uses_the_traced_phases():
     were traced (and first-called) before, for the minibatch's own shapes."""
     import tensorflow as tf
 
-    from tests.test_training_maths import _steps
+    from tests.train_helpers import tiny_steps
 
-    steps = _steps(eager=False, xla=False)
+    steps = tiny_steps(eager=False, xla=False)
     reals = tf.zeros([4, 8, 8, 3], tf.uint8)
     steps.trace(tf.TensorSpec.from_tensor(reals), None)
     steps.compile(tf.TensorSpec.from_tensor(reals), None)
