@@ -1,4 +1,10 @@
-"""Image streams for the metrics: generated fakes (on all replicas) and dataset reals, as uint8 NHWC batches.
+"""Image streams for the metrics: generated fakes (on the replicas of this process) and dataset reals, as uint8
+NHWC batches.
+
+Generation runs on the replicas of the calling process only. Under a multi-worker strategy the chief evaluates alone
+(the training loop calls the metrics on the chief; the other workers wait at their next step), so it draws exactly
+the latents and labels one process with the same local devices draws: a metric does not depend on the number of
+workers.
 
 Both are cropped to the dataset's content ratio by `dnnlib.crop.crop_to_content`: the way the original metrics
 did (`inclusive`: rows [floor((1 - ratio) H / 2), ceil((1 + ratio) H / 2)] kept inclusive, one extra row, e.g. 129
@@ -31,23 +37,33 @@ def random_labels(rng: np.random.RandomState, num: int, label_dim: int) -> Optio
 
 
 def num_replicas(strategy: Optional[tf.distribute.Strategy]) -> int:
-    return strategy.num_replicas_in_sync if strategy is not None else 1
+    """Replicas of `strategy` in this process: all of a one-process strategy's, this worker's share of a
+    multi-worker one (1 without a strategy)."""
+    if strategy is None:
+        return 1
+    try:
+        return len(strategy.extended.worker_devices)
+    except RuntimeError:  # the default strategy (no `strategy.scope()` entered) has one replica and no device list
+        return strategy.num_replicas_in_sync
 
 
 def replicated(strategy: Optional[tf.distribute.Strategy], fn: Callable[..., tf.Tensor]) -> Callable[..., np.ndarray]:
-    """Wraps `fn(*tensors) -> tensor` to run on all replicas: host arrays are split along axis 0 (one equal
-    chunk per replica), `strategy.run` executes `fn`, and the per-replica results are concatenated back.
-    Without a strategy it is a plain call.
+    """Wraps `fn(*tensors) -> tensor` to run on the replicas of this process: host arrays are split along axis 0 (one
+    equal chunk per local replica), `strategy.run` executes `fn`, and the per-replica results are concatenated back
+    in chunk order. `fn` must not communicate across replicas: under a multi-worker strategy only the calling worker
+    runs it. Without a strategy it is a plain call.
     """
     if strategy is None:
         return lambda *arrays: fn(*[tf.convert_to_tensor(a) for a in arrays]).numpy()
     step = tf.function(lambda *args: strategy.run(fn, args=args))
+    n = num_replicas(strategy)
 
     def call(*arrays: np.ndarray) -> np.ndarray:
-        n = strategy.num_replicas_in_sync
         chunks = [np.array_split(a, n) for a in arrays]
-        dist = [strategy.experimental_distribute_values_from_function(lambda ctx, c=c: c[ctx.replica_id_in_sync_group])
-                for c in chunks]
+        # A worker's replicas have consecutive ids (its index * n + 0..n-1): the id modulo n is the local position,
+        # which is also the order of `experimental_local_results`.
+        dist = [strategy.experimental_distribute_values_from_function(
+            lambda ctx, c=c: c[ctx.replica_id_in_sync_group % n]) for c in chunks]
         out = step(*dist)
         return np.concatenate([t.numpy() for t in strategy.experimental_local_results(out)], axis=0)
 
@@ -62,10 +78,10 @@ def generate_fakes(Gs: Any, num_images: int, batch_size: int, seed: int = 0, rat
     Args:
         Gs: Generator with `Gs(z, labels=None, truncation_psi, noise_mode)`, `latent_shape`, `label_dim`.
         num_images: Total number of images.
-        batch_size: Images per replica per step (the global batch is batch_size * replicas).
+        batch_size: Images per replica per step (a step generates batch_size * the replicas of this process).
         seed: Seed of the latents and labels.
         ratio: Content height/width ratio for cropping.
-        strategy: Optional tf.distribute strategy; generation then runs on all replicas.
+        strategy: Optional tf.distribute strategy; generation then runs on the replicas of this process.
         truncation_psi: 1.0 (no truncation) for metrics.
         noise_mode: Noise inputs; "random" as the original validation-mode generator.
         inclusive: The original metrics' crop window (see module docstring).

@@ -143,6 +143,15 @@ def test_tensorboard_scalars_are_written(tmp_path, net):
     assert all(v > 0 for _, v in scalars["Metrics/fid"]) and all(v >= 1 for _, v in scalars["Metrics/is"])
 
 
+def test_generation_under_the_default_strategy_is_a_plain_one():
+    """`run_network.py --eval` in one process passes TensorFlow's default strategy: one replica, the same fakes."""
+    strategy = tf.distribute.get_strategy()
+    assert images.num_replicas(strategy) == 1
+    dist = np.concatenate(list(images.generate_fakes(TinyG(), 20, 8, seed=3, strategy=strategy)))
+    plain = np.concatenate(list(images.generate_fakes(TinyG(), 20, 8, seed=3)))
+    assert dist.shape == (20, 16, 16, 3) and np.array_equal(dist, plain)
+
+
 _STRATEGY_SCRIPT = textwrap.dedent("""
     import sys
     import numpy as np
