@@ -1,4 +1,4 @@
-"""Augmentation in training (issue 13): ADA's adaptive p, exact resume and replicas with --aug ada, the default
+"""Augmentation in training: ADA's adaptive p, exact resume and replicas with --aug ada, the default
 (noaug) unchanged, the flags, the logs and the snapshots."""
 
 import json
@@ -59,6 +59,7 @@ def test_training_moves_p_by_the_sign_of_the_real_scores(data_dir, tmp_path, bia
 
 
 # ---------------------------------------------------------------------------------------- exactness
+@pytest.mark.slow
 def test_fixed_p_zero_trains_exactly_like_noaug(data_dir, tmp_path):
     """With p = 0 every image passes unchanged (G main, D main and the R1 step of minibatch 0): the same weights as
     the default --aug noaug, bit for bit; with p = 0.5 they differ (the augmentation acts)."""
@@ -75,6 +76,7 @@ def test_fixed_p_zero_trains_exactly_like_noaug(data_dir, tmp_path):
     assert " rt " not in status_line(record, 1.0)  # the default's status line is unchanged
 
 
+@pytest.mark.slow
 def test_exact_resume_with_ada_is_bit_identical(data_dir, tmp_path):
     """p moves at minibatches 2 and 5 (interval 3); the run stops after minibatch 3, mid-interval, so the resumed
     run needs the checkpointed accumulator as well as p."""
@@ -109,6 +111,7 @@ def test_checkpoint_without_augment_state_resumes_with_the_initial_p(data_dir, t
     assert "predates the state of augment" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_two_replicas_give_the_same_p_and_update_as_one_with_two_rounds(data_dir, tmp_path):
     """The augmentation seeds follow the slice, not the replica: 2 replicas x 1 round == 1 replica x 2 rounds."""
     out = str(tmp_path / "weights.npz")
@@ -135,6 +138,7 @@ def _cli(data_dir, result_dir, *extra):
             result_dir, "--total-kimg", "0.016", "--eager", *TINY_FLAGS, "--network-snapshot-ticks", "2", *extra]
 
 
+@pytest.mark.slow
 def test_cli_ada_run_logs_p_rt_and_augment_time(data_dir, tmp_path):
     from run_network import main
     from training.formats.networks import load_networks

@@ -15,6 +15,7 @@ import bench_training as bench  # noqa: E402
 from bench_training_case import memory_mib  # noqa: E402
 
 
+@pytest.mark.slow
 def test_each_precision_runs_in_its_own_process_and_reports_its_peak_rss(capfd):
     # The smallest network the presets build: the plain GAN at 8x8 with 8 channels, batch 2, no XLA, no FLOP count.
     records = bench.run_cases([8], ["fp32", "bf16"], ["gan"], batch=2, steps=1, xla=False,
@@ -62,6 +63,7 @@ def test_gpu_note_is_printed_only_when_a_reduced_precision_is_timed():
     assert lines[-1] == bench.HEADER and "peak RSS" in bench.HEADER
 
 
+@pytest.mark.slow
 def test_aug_modes_are_timed_per_preset_and_compared_with_noaug(capfd):
     records = bench.run_cases([8], ["fp32"], ["gan"], batch=2, steps=1, xla=False, overrides={"channel_max": 8},
                               flops=False, augs=["noaug", "ada"])

@@ -26,6 +26,7 @@ def trained(tmp_path_factory):
     return data, results
 
 
+@pytest.mark.slow
 def test_eval_records_fid(trained, capsys):
     from run_network import main
     data, results = trained

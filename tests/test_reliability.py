@@ -1,4 +1,4 @@
-"""Fault injection (issue 12): damaged checkpoint files, snapshot ordering, leftovers of kills, kills at the end.
+"""Fault injection: damaged checkpoint files, snapshot ordering, leftovers of kills, kills at the end.
 
 A tiny StyleGAN2 run (one minibatch of 4 per tick, a checkpoint and a snapshot every tick) is trained once; each
 test damages a copy of it, or kills a run with SIGKILL at a chosen point in a subprocess, and checks the resume.

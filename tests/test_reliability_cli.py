@@ -1,4 +1,4 @@
-"""Fault injection (issue 12, items 4, 7, 11, 13, 14): damaged snapshots given to the CLIs, full disks, NaN/inf
+"""Fault injection: damaged snapshots given to the CLIs, full disks, NaN/inf
 inputs and outputs, bad generate.py flags and files, glob characters in experiment names.
 
 Every attempt must end in one line on stderr (exit 2 for bad input or a full disk, 1 when generated images held

@@ -154,6 +154,7 @@ def _temporaries(run: str) -> list:
     return [os.path.join(d, n) for d, _, names in os.walk(run) for n in names if ".tmp-" in n]
 
 
+@pytest.mark.slow
 def test_sigint_and_sigkill_during_an_evaluation_then_resume(tmp_path):
     data = str(tmp_path / "data")
     make_shapes(data, count=16, resolution=16)

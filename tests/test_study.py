@@ -57,6 +57,7 @@ def test_bad_options_are_one_line(tmp_path, args, message):
     assert len(err.strip().splitlines()) == 1 and message in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_toy_study_writes_everything_and_resumes(tmp_path):
     data = str(tmp_path / "data")
     make_shapes(data, count=32, resolution=16)
@@ -201,6 +202,7 @@ def _two_seed_args(data, result):
     return [*TOY, "--models", "ganformer", "--seeds", "1000,1001", "--data-dir", data, "--result-dir", result]
 
 
+@pytest.mark.slow
 def test_a_two_seed_toy_study_writes_bands_and_never_retrains_a_finished_run(tmp_path):
     data = str(tmp_path / "data")
     make_shapes(data, count=32, resolution=16)

@@ -56,6 +56,7 @@ def _stop(proc):
         proc.wait()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["SIGTERM to the study", "Ctrl-C to the group"])
 def test_a_study_stopped_during_an_evaluation_resumes_it_once(tmp_path, how):
     result = str(tmp_path / "study")

@@ -20,6 +20,7 @@ def data_dir(tmp_path_factory):
     return d
 
 
+@pytest.mark.slow
 def test_cli_run_writes_every_artefact(data_dir, tmp_path):
     from run_network import main
     main(["--train", "--ganformer-default", "--dataset", "shapes", "--data-dir", data_dir, "--result-dir",
@@ -55,6 +56,7 @@ def test_cli_run_writes_every_artefact(data_dir, tmp_path):
     assert "tick 1" in log and f"att H {records[-1][f'Attention/Gs/l{last}/entropy']:.3f}" in log
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pl_weight", [0.0, 2.0])
 def test_exact_resume_is_bit_identical(data_dir, tmp_path, pl_weight):
     """With path-length regularization too (its phase runs at minibatches 0 and 4, before and after the resume)."""
@@ -171,6 +173,7 @@ def test_ema_rampup_makes_gs_follow_g_at_first(data_dir, tmp_path, rampup):
     assert same == (rampup is not None)
 
 
+@pytest.mark.slow
 def test_preemption_mid_tick_checkpoints_only_and_keeps_the_tick_grid(data_dir, tmp_path):
     """SIGTERM in the middle of a tick: a checkpoint, no snapshot or metrics; the resumed run ends its ticks on the
     same kimg grid and its weights equal an uninterrupted run's."""

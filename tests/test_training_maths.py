@@ -1,4 +1,4 @@
-"""The training maths against independent closed forms (spec §3), not against the code itself.
+"""The training maths against independent closed forms, not against the code itself.
 
 Losses and regularizers are checked on a tiny analytic D / G whose input gradients are taken by central finite
 differences in float64 numpy; Adam against a numpy Adam; EMA, w_avg, skipped updates and --clip through

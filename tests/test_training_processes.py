@@ -27,6 +27,7 @@ def _base(data_dir, result_dir, kimg):
             result_dir, "--total-kimg", str(kimg), "--eager", *TINY_FLAGS]
 
 
+@pytest.mark.slow
 def test_two_replicas_give_the_same_update_as_one(data_dir, tmp_path):
     out = str(tmp_path / "weights.npz")
     env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
@@ -69,6 +70,7 @@ def _start_workers(args_of):
     return procs
 
 
+@pytest.mark.slow
 def test_two_workers_complete_a_tick(data_dir, tmp_path):
     procs = _start_workers(lambda i: _base(data_dir, str(tmp_path / f"w{i}"), 0.008) + ["--batch-gpu", "2"])
     outs = [p.communicate(timeout=900) for p in procs]
@@ -92,6 +94,7 @@ def _wait_for_checkpoint(run_dir, proc, timeout=600):
     raise AssertionError("no checkpoint appeared")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
 def test_killed_run_resumes(sig, data_dir, tmp_path):
     result_dir = str(tmp_path / "results")

@@ -13,6 +13,7 @@ def _entries(folder):
     return sorted(f for f in os.listdir(folder) if f.endswith(".pb"))
 
 
+@pytest.mark.slow
 def test_a_resumed_run_compiles_nothing_new(tmp_path):
     data = str(tmp_path / "data")
     make_shapes(data, count=16, resolution=16)
@@ -51,7 +52,7 @@ def test_cache_folder_follows_the_flags(argv, expected):
         assert got.startswith(expected) and len(got) > len(expected)  # per TensorFlow version
 
 
-@pytest.mark.parametrize("xla", [True, False])
+@pytest.mark.parametrize("xla", [pytest.param(True, marks=pytest.mark.slow), False])
 def test_compiling_the_phases_side_by_side_changes_no_state(xla):
     """`TrainingSteps.compile` runs every gradient phase once on zeros (one thread each) and drops the results: every
     variable of G, D, Gs and both optimizers is unchanged. (That it compiles what the minibatches then use, and
