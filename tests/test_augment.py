@@ -275,6 +275,7 @@ def test_first_and_second_order_gradients_are_finite_and_nonzero(name):
         assert np.all(np.isfinite(g.numpy())) and np.abs(g.numpy()).max() > 1e-4
 
 
+@pytest.mark.slow
 def test_xla_compiles_the_pipelines_with_second_order_gradients():
     """Under jit_compile: identity at p = 0, a fixed resampling as in eager mode, and R1's gradients (XLA draws other
     random numbers than eager mode, so the random outputs are compared only for being finite)."""

@@ -213,6 +213,7 @@ def test_a_huge_scale_is_brought_down_without_touching_the_weights(data_dir, tmp
     assert int(trainer.g_opt.step.numpy()) == int(trainer.d_opt.step.numpy()) == 0
 
 
+@pytest.mark.slow
 def test_fp16_resume_is_bit_exact_with_the_loss_scale_state(data_dir, tmp_path):
     """Training 4 minibatches equals 2 + resume + 2 (weights, Adam moments, loss-scale state), path length and R1
     included; the scale and skip totals are in stats.jsonl and on the status line."""
@@ -318,6 +319,7 @@ def _replica_worker(data_dir: str, out: str) -> None:
 
 
 # --------------------------------------------------------------------------------------------- generate / export
+@pytest.mark.slow
 def test_generate_and_export_in_reduced_precision(tmp_path):
     G, D = _tiny("ganformer-ffhq", 16)
     path = str(tmp_path / "network-snapshot-000001.pkl")
