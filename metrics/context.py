@@ -45,7 +45,7 @@ class EvalContext:
         Gs: Generator (documented call API).
         dataset: Dataset with `tf_dataset(...)`, `name`, `resolution`, optional `path`, `num_images`.
         batch_size: Images per replica per step.
-        strategy: Optional tf.distribute strategy for generation.
+        strategy: Optional tf.distribute strategy for generation (on the replicas of this process).
         inception_path: Explicit Inception weights (`--inception`), else the default loading order.
         vgg16_path: Explicit VGG16 weights (`--vgg16`), else cache/download.
         cache_dir: Download and statistics cache dir.

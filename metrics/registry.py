@@ -232,7 +232,8 @@ def evaluate(metric_names: Union[str, Sequence[str]], Gs: Any, dataset: Any, num
         snapshot_name: Snapshot identifier recorded with the results.
         kimg: Training progress recorded with the results (TensorBoard step: kimg * 1000, images seen).
         batch_size: Images per replica per step.
-        strategy: tf.distribute strategy: generation runs on all its replicas.
+        strategy: tf.distribute strategy: generation runs on the replicas of this process (under a multi-worker
+            strategy the training loop evaluates on the chief alone, which draws the samples one process draws).
         inception_path, vgg16_path: Explicit network files (`--inception`, `--vgg16`).
         cache_dir: Download and real-statistics cache.
         mirror: Mirror reals (when training used mirror augmentation).

@@ -60,7 +60,9 @@ class Trainer:
         d_cfg: Discriminator config.
         dataset: An opened `training.data.loader.Dataset`.
         strategy: The distribution strategy (default: the no-op default strategy).
-        metrics_fn: Called at snapshot ticks as `metrics_fn(Gs, snapshot_path, kimg, tb_writer=writer)` with the
+        metrics_fn: Called on the chief only (the other workers wait at their next step; the metrics generate
+            on the chief's own replicas, as one process would) at snapshot ticks as
+            `metrics_fn(Gs, snapshot_path, kimg, tb_writer=writer)` with the
             run's TensorBoard writer (None without --summarize), and with `missing_only=True` at kimg 0 and for a
             snapshot whose evaluation a stop interrupted (only the metrics without a result); None: no metrics.
     """
