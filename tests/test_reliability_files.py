@@ -35,7 +35,6 @@ import json, os, resource, sys
 sys.path.insert(0, {root!r})
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 {setup}
-from dnnlib.options import fields_of
 from dnnlib.util import UserError, print_user_error
 
 with open("/proc/self/status") as f:
@@ -296,6 +295,7 @@ def test_torch_zip_bombs(tmp_path):
 def test_every_setting_is_type_and_range_checked():
     import dataclasses
 
+    from dnnlib.options import fields_of
     from dnnlib.util import UserError
     from training import config
     from training.config import AttentionConfig, DiscriminatorConfig, GeneratorConfig

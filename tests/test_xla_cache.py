@@ -1,11 +1,11 @@
 """`--xla-cache`: a resumed run loads the compiled training steps from TensorFlow's persistent XLA cache."""
 
-import argparse
 import os
 
 import pytest
 
 from run_network import xla_cache_dir
+from training.cli.flags import parse_command_line
 from tests.train_helpers import TINY_FLAGS, make_shapes, run_cli
 
 
@@ -45,7 +45,11 @@ def test_a_resumed_run_compiles_nothing_new(tmp_path):
     (dict(train=False, xla=True, eager=False, xla_cache="/x", cache_dir=None), None),
 ])
 def test_cache_folder_follows_the_flags(argv, expected):
-    got = xla_cache_dir(argparse.Namespace(**argv))
+    flags = ["--train"] if argv["train"] else []
+    flags += ["--xla", str(argv["xla"]).lower(), "--eager", str(argv["eager"]).lower()]
+    flags += ["--xla-cache", argv["xla_cache"]] if argv["xla_cache"] else []
+    flags += ["--cache-dir", argv["cache_dir"]] if argv["cache_dir"] else []
+    got = xla_cache_dir(parse_command_line(flags))
     if expected is None or not expected.endswith("xla-"):
         assert got == expected
     else:
