@@ -2,13 +2,12 @@
 
 `tests/fixtures/run-before-record/` is a tiny GANformer run stopped after its first tick, written by an earlier
 version (its `training_options.json`, checkpoint and first snapshot; `README.md` there has the command), and
-`expected.json` the sha256 of G, D and Gs after that version resumed it to the second tick. Resuming it with
-today's code must give the same weights bit for bit, and the old snapshot must load with a record made from its
+`expected.npz` the weights of G, D and Gs after that version resumed it to the second tick. Resuming it with
+today's code must give those weights (on the machine that wrote them bit for bit; elsewhere up to the rounding of
+another CPU, far below what the resumed tick changes), and the old snapshot must load with a record made from its
 recorded training options.
 """
 
-import hashlib
-import json
 import shutil
 from pathlib import Path
 
@@ -25,17 +24,24 @@ FLAGS = ["--train", "--ganformer-default", "--dataset", "shapes", "--resolution"
          "1", "--maps-snapshot-ticks", "100", "--seed", "7"]
 
 
-def _digests(path: Path) -> dict[str, str]:
+ATOL = 2e-5  # another CPU's rounding over one tick of 2 steps; the tick itself moves weights by up to 7.8e-3..4.8e-2
+
+
+def _weights(path: Path) -> dict[str, np.ndarray]:
+    """The variables of G, D and Gs of a snapshot, keyed `G/<name>`."""
     from training.formats.archive import read_snapshot
     nets, _ = read_snapshot(str(path))
-    out = {}
-    for name in ("G", "D", "Gs"):
-        h = hashlib.sha256()
-        for key, value in sorted(nets[name][1].items()):
-            h.update(key.encode())
-            h.update(np.ascontiguousarray(value).tobytes())
-        out[name] = h.hexdigest()
-    return out
+    return {f"{name}/{key}": value for name in ("G", "D", "Gs") for key, value in nets[name][1].items()}
+
+
+def _largest_gap(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> dict[str, float]:
+    """The largest absolute difference per network between two sets of weights with the same keys."""
+    assert sorted(a) == sorted(b)
+    gaps: dict[str, float] = {}
+    for key in a:
+        net = key.split("/")[0]
+        gaps[net] = max(gaps.get(net, 0.0), float(np.abs(a[key].astype(np.float64) - b[key]).max()))
+    return gaps
 
 
 def test_the_old_snapshot_loads_with_a_record_from_its_training_options():
@@ -55,7 +61,11 @@ def test_a_run_written_before_the_run_record_resumes_exactly(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     assert "Resuming" in res.stdout and "Resume:" not in res.stdout  # nothing changed since the old record
     final = tmp_path / "res" / "exp-000" / "network-snapshot-000000.016.pkl"
-    expected = json.loads((FIXTURE / "expected.json").read_text())
-    assert _digests(final) == expected["sha256"]
+    with np.load(FIXTURE / "expected.npz") as f:
+        expected = dict(f)
+    got = _largest_gap(_weights(final), expected)
+    assert all(gap <= ATOL for gap in got.values()), got
+    moved = _largest_gap(_weights(FIXTURE / "run" / "network-snapshot-000000.008.pkl"), expected)
+    assert all(gap > 100 * ATOL for gap in moved.values()), moved  # the tolerance cannot hide the resumed tick
     from training.formats.networks import load_networks
     assert load_networks(str(final)).record.preset == "ganformer-ffhq"  # today's snapshots embed the whole record
