@@ -33,10 +33,6 @@ REPO_PREFIXES = ("benchmarks/", "training/", "metrics/", "dnnlib/", "tests/", "d
 ROOT_FILES = ("README.md", "ARCHITECTURE.md", "LICENSE", "run_network.py", "generate.py", "prepare_data.py",
               "requirements.txt", "requirements-test.txt", "conftest.py", "pytest.ini")
 
-# Pages linked from the README and the index that their owner writes separately: a link to one is not checked
-# while the page does not exist. Remove an entry once its page is committed.
-PENDING_PAGES = {"docs/testing.md"}
-
 SPEC_EXCEPTIONS: set[str] = set()  # files allowed to cite "spec §N" (none)
 
 SPEC = re.compile(r"spec\s*§")
@@ -132,15 +128,12 @@ def broken_references(root: Path) -> list[str]:
         for target in links(text):
             path, _, anchor = target.partition("#")
             dest = (page.parent / path).resolve() if path else page
-            rel = dest.relative_to(root).as_posix() if dest.is_relative_to(root) else str(dest)
-            if rel in PENDING_PAGES and not dest.exists():
-                continue
             if not dest.exists():
                 problems.append(f"{name}: link to {target}: no such file")
             elif anchor and dest.suffix == ".md" and anchor not in anchors(dest):
                 problems.append(f"{name}: link to {target}: no heading with that anchor")
         for rel in inline_paths(text):
-            if rel.rstrip("/") not in PENDING_PAGES and not exists(root, rel.rstrip("/")):
+            if not exists(root, rel.rstrip("/")):
                 problems.append(f"{name}: `{rel}`: no such file or folder")
     return problems
 
