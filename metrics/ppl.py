@@ -88,7 +88,7 @@ def compute_ppl(Gs: Any, lpips: Callable[[tf.Tensor, tf.Tensor], tf.Tensor], num
         crop: Face crop (FFHQ-style) before LPIPS.
         batch_size: Pairs per replica per step.
         seed: Seed of latents, labels and t.
-        strategy: Optional tf.distribute strategy (all replicas compute distances).
+        strategy: Optional tf.distribute strategy (the replicas of the calling process compute distances).
     """
     if space not in ("z", "w") or sampling not in ("end", "full"):
         raise UserError(f"ppl: space must be z|w and sampling end|full, got {space!r}/{sampling!r}")
