@@ -4,7 +4,10 @@ The built-in scenes show objects on a plain grey floor whose brightness varies s
 shadows stay grey. The segmenter marks a pixel as object when it is coloured (chroma = max - min channel above a
 threshold) or clearly brighter than a smooth floor model (a robust quadratic fit of the grey pixels' brightness over
 the image plane, so grey and white objects count too), then splits the object pixels into regions: neighbouring
-object pixels (8-connectivity) belong to the same region when their colours are close.
+object pixels (8-connectivity) belong to the same region when their colours are close. Two coloured neighbours are
+compared by hue only, the distance between their unit chroma vectors (rgb minus its grey mean, normalized), which
+shading does not change but a boundary between objects of different colours does; a pair with a grey pixel is
+compared by its RGB distance.
 
 ARI between two labelings of the same n points, with contingency table n_ij, row sums a_i, column sums b_j:
     index = sum_ij C(n_ij, 2);  expected = sum_i C(a_i, 2) * sum_j C(b_j, 2) / C(n, 2)
@@ -21,7 +24,8 @@ from scipy.sparse import csgraph
 
 CHROMA_THRESHOLD = 24.0  # uint8 levels: max - min channel above this is an object pixel
 BRIGHT_THRESHOLD = 28.0  # uint8 levels above the fitted floor brightness
-EDGE_COLOUR_DISTANCE = 60.0  # neighbouring object pixels closer than this (RGB, uint8) share a region
+EDGE_COLOUR_DISTANCE = 60.0  # a neighbouring pair with a grey pixel closer than this (RGB, uint8) shares a region
+EDGE_HUE_DISTANCE = 0.3  # coloured neighbours whose unit chroma vectors are closer than this share a region
 MIN_REGION = 2  # regions of fewer pixels are returned to the floor
 
 
@@ -74,12 +78,17 @@ def segment(images: np.ndarray) -> np.ndarray:
     b, h, w, _ = images.shape
     fg = np.stack([foreground(im) for im in images])  # [B, H, W]
     rgb = images.astype(np.float32)
+    chroma = rgb - rgb.mean(axis=-1, keepdims=True)  # [B, H, W, 3]
+    hue = chroma / np.maximum(np.linalg.norm(chroma, axis=-1, keepdims=True), 1e-6)
+    coloured = rgb.max(axis=-1) - rgb.min(axis=-1) > CHROMA_THRESHOLD
     index = np.arange(b * h * w).reshape(b, h, w)
     rows, cols = [], []
     for dy, dx in ((0, 1), (1, 0), (1, 1), (1, -1)):
         ys, yd = slice(0, h - dy), slice(dy, h)
         xs, xd = (slice(0, w - dx), slice(dx, w)) if dx >= 0 else (slice(-dx, w), slice(0, w + dx))
-        close = np.linalg.norm(rgb[:, ys, xs] - rgb[:, yd, xd], axis=-1) < EDGE_COLOUR_DISTANCE
+        near_rgb = np.linalg.norm(rgb[:, ys, xs] - rgb[:, yd, xd], axis=-1) < EDGE_COLOUR_DISTANCE
+        near_hue = np.linalg.norm(hue[:, ys, xs] - hue[:, yd, xd], axis=-1) < EDGE_HUE_DISTANCE
+        close = np.where(coloured[:, ys, xs] & coloured[:, yd, xd], near_hue, near_rgb)
         link = fg[:, ys, xs] & fg[:, yd, xd] & close
         rows.append(index[:, ys, xs][link])
         cols.append(index[:, yd, xd][link])
