@@ -16,13 +16,14 @@ from typing import Callable, Iterator, Optional, Union
 
 from dnnlib.util import UserError
 
-DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
-_DISK_FULL_TEXT = ("No space left on device", "Disk quota exceeded")
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # EFBIG: the file size limit
+_DISK_FULL_TEXT = ("No space left on device", "Disk quota exceeded", "File too large")
 
 
 def is_disk_full(exc: BaseException) -> bool:
-    """True for a full disk or an exceeded quota: an `OSError` with `ENOSPC`/`EDQUOT`, or a TensorFlow error
-    (which carries only the errno's text, e.g. `ResourceExhaustedError: ...; No space left on device`)."""
+    """True for a full disk, an exceeded quota or a reached file size limit: an `OSError` with `ENOSPC`, `EDQUOT` or
+    `EFBIG`, or a TensorFlow error (which carries only the errno's text, e.g. `ResourceExhaustedError: ...; No space
+    left on device`)."""
     if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
         return True
     return type(exc).__module__.startswith("tensorflow") and any(t in str(exc) for t in _DISK_FULL_TEXT)

@@ -7,7 +7,6 @@ half-written dataset behind (the temporary folder is deleted and the reason repo
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import re
@@ -18,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from dnnlib.disk import format_bytes
+from dnnlib.disk import format_bytes, is_disk_full
 from dnnlib.files import replace_folder
 from dnnlib.locks import FolderLock
 from dnnlib.util import UserError
@@ -26,7 +25,6 @@ from training.data import records
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 MAX_NAME_LENGTH = 200  # shard names add 26 characters, temporary folders up to 20
-DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 def validate_name(name: str) -> None:
@@ -57,17 +55,6 @@ def check_target(data_dir: str | Path, name: str, overwrite: bool) -> Path:
     if target.exists() and not target.is_dir():
         raise UserError(f"{target}: exists and is not a folder; remove it or choose another --task")
     return target
-
-
-def is_disk_full(exc: BaseException) -> bool:
-    """Whether an exception means the disk (or quota) is full."""
-    import tensorflow as tf
-
-    if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
-        return True
-    if isinstance(exc, tf.errors.ResourceExhaustedError):
-        return True
-    return isinstance(exc, tf.errors.OpError) and "No space left" in str(exc)
 
 
 def _remove_stale_partials(data_dir: Path, name: str) -> None:
