@@ -56,12 +56,16 @@ def _floor_fit(gray: np.ndarray, candidate: np.ndarray, iters: int = 3) -> np.nd
     return (basis @ coef).reshape(h, w)
 
 
+def is_coloured(rgb: np.ndarray) -> np.ndarray:
+    """Coloured pixels (max - min channel above CHROMA_THRESHOLD) of float `[..., 3]` -> bool `[...]`."""
+    return rgb.max(axis=-1) - rgb.min(axis=-1) > CHROMA_THRESHOLD
+
+
 def foreground(image: np.ndarray) -> np.ndarray:
     """Object (not floor) pixels of one uint8 `[H, W, 3]` image -> bool `[H, W]`."""
     rgb = image.astype(np.float32)
-    chroma = rgb.max(axis=-1) - rgb.min(axis=-1)
     gray = rgb.mean(axis=-1)
-    coloured = chroma > CHROMA_THRESHOLD
+    coloured = is_coloured(rgb)
     floor = _floor_fit(gray, ~coloured)
     return coloured | (gray - floor > BRIGHT_THRESHOLD)
 
@@ -80,7 +84,7 @@ def segment(images: np.ndarray) -> np.ndarray:
     rgb = images.astype(np.float32)
     chroma = rgb - rgb.mean(axis=-1, keepdims=True)  # [B, H, W, 3]
     hue = chroma / np.maximum(np.linalg.norm(chroma, axis=-1, keepdims=True), 1e-6)
-    coloured = rgb.max(axis=-1) - rgb.min(axis=-1) > CHROMA_THRESHOLD
+    coloured = is_coloured(rgb)  # [B, H, W]
     index = np.arange(b * h * w).reshape(b, h, w)
     rows, cols = [], []
     for dy, dx in ((0, 1), (1, 0), (1, 1), (1, -1)):
